@@ -1,0 +1,85 @@
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const bin = path.join(root, 'bin/regional.js');
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function run(args: string[]): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, [bin, ...args], { cwd: root });
+}
+
+function collect(child: ChildProcessWithoutNullStreams) {
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => (out.stdout += d));
+  child.stderr.on('data', (d) => (out.stderr += d));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { out, exit };
+}
+
+const serversIn = (dir: string) =>
+  execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes(` -D ${dir}`));
+
+describe('regional dev', () => {
+  it.each([
+    [['--rtt', 'xyz=10'], /--rtt: "xyz" names region "xyz"/],
+    [['--primary', 'lhr'], /--primary: "lhr" is not among the regions/],
+    [['--rtt', 'syd=-5'], /--rtt: "syd=-5"/],
+    [['--regions', 'iad,IAD'], /--regions:/],
+    [['--no-such-flag'], /unknown option/],
+  ])('%j exits 2 with a clear message', async (args, message) => {
+    const { out, exit } = collect(run(['dev', ...args]));
+    expect(await exit).toBe(2);
+    expect(out.stderr).toMatch(message);
+    expect(out.stdout).toBe('');
+  });
+
+  it('--json prints exactly one line of JSON once ready; SIGINT stops it with nothing left running', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
+    dirs.push(dir);
+    const child = run(['dev', '--json', '--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=20']);
+    const { out, exit } = collect(child);
+    while (!out.stdout.includes('\n')) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(50);
+    }
+    const ready = JSON.parse(out.stdout) as {
+      primaryRegion: string;
+      regions: Record<string, { databaseUrl: string; replicaUrl: string | null }>;
+    };
+    expect(ready.primaryRegion).toBe('iad');
+    expect(ready.regions.iad?.replicaUrl).toBeNull();
+    expect(ready.regions.syd?.databaseUrl).toMatch(/^postgres:\/\//);
+    expect(ready.regions.syd?.replicaUrl).toMatch(/^postgres:\/\//);
+    expect(serversIn(dir).length).toBe(2);
+    child.kill('SIGINT');
+    expect(await exit).toBe(0);
+    expect(out.stdout.trim().split('\n')).toHaveLength(1);
+    expect(serversIn(dir)).toEqual([]);
+  });
+
+  it('prints the ready table: region, role, URLs and measured lag', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
+    dirs.push(dir);
+    const child = run(['dev', '--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=20']);
+    const { out, exit } = collect(child);
+    while (!out.stdout.includes('Ctrl-C')) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(50);
+    }
+    expect(out.stdout).toMatch(/region\s+role\s+primary URL/);
+    expect(out.stdout).toMatch(/syd\s+replica\s+postgres:\/\/\S+\s+postgres:\/\/\S+\s+\d+ ms/);
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    expect(serversIn(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,44 @@
+import { Command, CommanderError } from 'commander';
+import { dev } from './dev.js';
+import { reportFailure } from './shared.js';
+
+const program = new Command('regional')
+  .description('Run one Postgres-backed TypeScript app in every region.')
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('dev')
+  .description(
+    'start a local multi-region Postgres cluster (primary + one streaming replica per other region)',
+  )
+  .option('--regions <list>', 'regions, comma-separated', 'iad,cdg,syd')
+  .option(
+    '--primary <region>',
+    'the primary region (default: iad if listed, else the first region)',
+  )
+  .option(
+    '--rtt <list>',
+    'round trips in ms: region=ms (to the primary) or region-region=ms, e.g. cdg=80,syd=200,cdg-syd=280',
+  )
+  .option('--dir <path>', 'data directory, kept between runs', '.regional')
+  .option('--fresh', 'delete the data directory first')
+  .option('--json', 'print one line of JSON on stdout once ready, and nothing else on stdout')
+  .action(async (options) => {
+    try {
+      await dev(options);
+    } catch (error) {
+      reportFailure('dev', error);
+      process.exit();
+    }
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and version exit 0; every other parsing error is a usage mistake.
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
+  reportFailure(program.args[0] ?? '', error);
+}
