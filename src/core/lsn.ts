@@ -15,7 +15,7 @@ const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 export class LsnFormatError extends TypeError {
   constructor(readonly input: unknown) {
     super(
-      `Not an LSN: ${JSON.stringify(input)}. An LSN is two hexadecimal numbers of 1 to 8 digits separated by a slash, like "16/B374D848".`,
+      `Not an LSN: ${typeof input === 'bigint' ? `${input}n` : JSON.stringify(input)}. An LSN is two hexadecimal numbers of 1 to 8 digits separated by a slash, like "16/B374D848".`,
     );
     this.name = 'LsnFormatError';
   }

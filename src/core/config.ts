@@ -1,0 +1,254 @@
+import { ConfigError } from './errors.js';
+
+/** What a read does when the local replica has not caught up within the bound. */
+export type WaitPolicy = 'primary' | 'error';
+
+/**
+ * Options that override the environment. Every field is optional; anything not given is read
+ * from the variable named beside it.
+ */
+export interface RegionalOptions {
+  /** `PRIMARY_REGION`: where the writable primary lives. Unset: single-region mode. */
+  primaryRegion?: string;
+  /** `REGION`, else `FLY_REGION`: where this instance runs. */
+  region?: string;
+  /** `DATABASE_URL`: the primary, as reached from this region. */
+  databaseUrl?: string;
+  /** `DATABASE_REPLICA_URL`: this region's replica. `null` means none. */
+  replicaUrl?: string | null;
+  /**
+   * `REGIONAL_PRESET`: `fly` derives the replica URL the way Fly.io Postgres clusters expect
+   * (the primary's host, port 5433) when none is given. Default: `fly` when `FLY_APP_NAME` is
+   * set (running on Fly.io), else `none`.
+   */
+  preset?: 'fly' | 'none';
+  /** `REGIONAL_MAX_WAIT_MS`: longest a read waits for the local replica. Default 1000. */
+  maxWaitMs?: number;
+  /** `REGIONAL_WAIT_POLICY`: past the bound, read from the `primary` (default) or throw (`error`). */
+  waitPolicy?: WaitPolicy;
+  /** `REGIONAL_REPLICA_RETRY_MS`: after a replica failure, reads use the primary this long. Default 2000. */
+  replicaRetryMs?: number;
+}
+
+/** The resolved, validated configuration. */
+export interface RegionalConfig {
+  /** `single`: no `PRIMARY_REGION`; everything goes to `DATABASE_URL` and nothing waits. */
+  readonly mode: 'single' | 'multi';
+  readonly primaryRegion: string | null;
+  readonly region: string | null;
+  /** True in the primary region, and in single-region mode. */
+  readonly isPrimaryRegion: boolean;
+  readonly databaseUrl: string;
+  /** This region's replica; `null` in the primary region, in single mode, or where there is none. */
+  readonly replicaUrl: string | null;
+  readonly maxWaitMs: number;
+  readonly waitPolicy: WaitPolicy;
+  readonly replicaRetryMs: number;
+  /** Problems worth a warning that do not stop start-up (e.g. a replica region without a replica). */
+  readonly warnings: readonly string[];
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const FLY_REPLICA_PORT = '5433';
+
+/** Hides the password of a URL for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable)';
+  }
+}
+
+function parsePostgresUrl(variable: string, value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(
+      variable,
+      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected postgres://user:password@host:5432/database`,
+    );
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(
+      variable,
+      `${redactUrl(value)} is not a Postgres URL; it must start with postgres:// or postgresql://`,
+    );
+  }
+  if (!url.hostname) throw new ConfigError(variable, `${redactUrl(value)} names no host`);
+  return url;
+}
+
+function readNumber(
+  variable: string,
+  given: number | undefined,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+): number {
+  if (given !== undefined) {
+    if (!Number.isFinite(given) || given < min)
+      throw new ConfigError(variable, `must be a number >= ${min}, got ${given}`);
+    return given;
+  }
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) {
+    throw new ConfigError(variable, `must be a number of milliseconds >= ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+const REGION_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+function readRegion(variable: string, value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  const trimmed = value.trim();
+  if (!REGION_NAME.test(trimmed)) {
+    throw new ConfigError(
+      variable,
+      `"${value}" is not a region name (letters, digits, "-" and "_", like "iad")`,
+    );
+  }
+  return trimmed;
+}
+
+/**
+ * Reads Regional's configuration from the environment, with `options` taking precedence, and
+ * validates it. Errors name the variable at fault and what would be right.
+ *
+ * @example
+ * // PRIMARY_REGION=iad REGION=syd DATABASE_URL=postgres://… DATABASE_REPLICA_URL=postgres://…
+ * const config = loadConfig();
+ * config.isPrimaryRegion; // false
+ *
+ * @example
+ * loadConfig({ databaseUrl: 'postgres://localhost/app' }).mode; // 'single'
+ */
+export function loadConfig(options: RegionalOptions = {}, env: Env = process.env): RegionalConfig {
+  const warnings: string[] = [];
+  const primaryRegion =
+    options.primaryRegion !== undefined
+      ? readRegion('primaryRegion', options.primaryRegion)
+      : readRegion('PRIMARY_REGION', env.PRIMARY_REGION);
+  const regionVariable =
+    options.region !== undefined ? 'region' : env.REGION ? 'REGION' : 'FLY_REGION';
+  const region = readRegion(regionVariable, options.region ?? (env.REGION || env.FLY_REGION));
+
+  const databaseVariable = options.databaseUrl !== undefined ? 'databaseUrl' : 'DATABASE_URL';
+  const databaseUrl = options.databaseUrl ?? env.DATABASE_URL;
+  if (!databaseUrl) {
+    throw new ConfigError(
+      databaseVariable,
+      'is not set; give the primary database URL, e.g. postgres://user:password@host:5432/app',
+    );
+  }
+  const primaryUrl = parsePostgresUrl(databaseVariable, databaseUrl);
+
+  const maxWaitMs = readNumber(
+    options.maxWaitMs !== undefined ? 'maxWaitMs' : 'REGIONAL_MAX_WAIT_MS',
+    options.maxWaitMs,
+    env.REGIONAL_MAX_WAIT_MS,
+    1000,
+    0,
+  );
+  const replicaRetryMs = readNumber(
+    options.replicaRetryMs !== undefined ? 'replicaRetryMs' : 'REGIONAL_REPLICA_RETRY_MS',
+    options.replicaRetryMs,
+    env.REGIONAL_REPLICA_RETRY_MS,
+    2000,
+    0,
+  );
+  const policyVariable = options.waitPolicy !== undefined ? 'waitPolicy' : 'REGIONAL_WAIT_POLICY';
+  const waitPolicy = options.waitPolicy ?? (env.REGIONAL_WAIT_POLICY || 'primary');
+  if (waitPolicy !== 'primary' && waitPolicy !== 'error') {
+    throw new ConfigError(
+      policyVariable,
+      `must be "primary" (read from the primary) or "error", got "${waitPolicy}"`,
+    );
+  }
+
+  const presetVariable = options.preset !== undefined ? 'preset' : 'REGIONAL_PRESET';
+  const preset = options.preset ?? (env.REGIONAL_PRESET || (env.FLY_APP_NAME ? 'fly' : 'none'));
+  if (preset !== 'fly' && preset !== 'none') {
+    throw new ConfigError(presetVariable, `must be "fly" or "none", got "${preset}"`);
+  }
+
+  const replicaVariable = options.replicaUrl !== undefined ? 'replicaUrl' : 'DATABASE_REPLICA_URL';
+  const givenReplica =
+    options.replicaUrl !== undefined ? options.replicaUrl : env.DATABASE_REPLICA_URL || null;
+
+  if (!primaryRegion) {
+    // Single-region mode: local development and tests. Nothing routes, nothing waits.
+    return Object.freeze({
+      mode: 'single',
+      primaryRegion: null,
+      region: region ?? null,
+      isPrimaryRegion: true,
+      databaseUrl,
+      replicaUrl: null,
+      maxWaitMs,
+      waitPolicy,
+      replicaRetryMs,
+      warnings: Object.freeze(warnings),
+    });
+  }
+
+  if (!region) {
+    throw new ConfigError(
+      'REGION',
+      `is not set (nor FLY_REGION), but PRIMARY_REGION=${primaryRegion} is: set REGION to the region this instance runs in`,
+    );
+  }
+  if (region !== primaryRegion && region.toLowerCase() === primaryRegion.toLowerCase()) {
+    throw new ConfigError(
+      regionVariable,
+      `"${region}" and PRIMARY_REGION "${primaryRegion}" differ only in case; region names are compared exactly, so spell them the same`,
+    );
+  }
+  const isPrimaryRegion = region === primaryRegion;
+
+  let replicaUrl: string | null = null;
+  if (givenReplica) {
+    if (isPrimaryRegion) {
+      throw new ConfigError(
+        replicaVariable,
+        `is set in the primary region (${primaryRegion}), where every query goes to the primary; unset it there`,
+      );
+    }
+    parsePostgresUrl(replicaVariable, givenReplica);
+    if (givenReplica === databaseUrl) {
+      throw new ConfigError(
+        replicaVariable,
+        `is the same as ${databaseVariable}; it must point at this region's replica`,
+      );
+    }
+    replicaUrl = givenReplica;
+  } else if (!isPrimaryRegion && preset === 'fly') {
+    const derived = new URL(primaryUrl.toString());
+    derived.port = FLY_REPLICA_PORT;
+    replicaUrl = derived.toString();
+  } else if (!isPrimaryRegion) {
+    warnings.push(
+      `Region ${region} has no replica (DATABASE_REPLICA_URL is not set): every query goes to the primary in ${primaryRegion}. ` +
+        'Set DATABASE_REPLICA_URL to the local replica for fast reads.',
+    );
+  }
+
+  return Object.freeze({
+    mode: 'multi',
+    primaryRegion,
+    region,
+    isPrimaryRegion,
+    databaseUrl,
+    replicaUrl,
+    maxWaitMs,
+    waitPolicy,
+    replicaRetryMs,
+    warnings: Object.freeze(warnings),
+  });
+}

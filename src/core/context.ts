@@ -1,0 +1,109 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/**
+ * What one request, job or function has written or seen: per data source (a Postgres cluster,
+ * a Redis history), the highest position — commit LSN, replication offset — it caused or
+ * observed. Reads in the context wait until the local replica has reached it.
+ *
+ * Sources are named by their identity (for Postgres, `pg:` and the cluster's system
+ * identifier), so positions from another cluster are never compared with this one's.
+ */
+export class ConsistencyContext {
+  private readonly positions = new Map<string, bigint>();
+  /** Milliseconds spent in this context waiting for replicas (for `Server-Timing`). */
+  waitedMs = 0;
+  /** True once a position advanced in this context (a write, or a token that moved it). */
+  advanced = false;
+  /**
+   * Called before a write is sent to the primary. The HTTP layer sets it to replay a read
+   * request that turns out to write; throwing here stops the write.
+   */
+  beforeWrite: (() => void) | undefined;
+
+  constructor(positions?: Iterable<readonly [string, bigint]>) {
+    if (positions) for (const [source, position] of positions) this.positions.set(source, position);
+  }
+
+  /** The position recorded for `source`, if any. */
+  position(source: string): bigint | undefined {
+    return this.positions.get(source);
+  }
+
+  /** Records `position` for `source` if it is later than what is recorded; true if it was. */
+  observe(source: string, position: bigint): boolean {
+    const current = this.positions.get(source);
+    if (current !== undefined && current >= position) return false;
+    this.positions.set(source, position);
+    this.advanced = true;
+    return true;
+  }
+
+  /** Every recorded position, e.g. to put in a token. */
+  entries(): [string, bigint][] {
+    return [...this.positions];
+  }
+}
+
+interface ContextGlobals {
+  storage: AsyncLocalStorage<ConsistencyContext>;
+  process: ConsistencyContext;
+}
+
+// One store per process even if this module is loaded twice (e.g. from source and from dist):
+// every part of Regional must see the same context.
+const GLOBAL_KEY = Symbol.for('regional.context');
+const registry = globalThis as Record<symbol, ContextGlobals | undefined>;
+registry[GLOBAL_KEY] ??= {
+  storage: new AsyncLocalStorage<ConsistencyContext>(),
+  process: new ConsistencyContext(),
+};
+const globals = registry[GLOBAL_KEY];
+
+/**
+ * The context of the running request or job; outside any, the process-wide context, so that
+ * code that writes and then reads (a timer, a job runner) still reads its own writes.
+ */
+export function currentContext(): ConsistencyContext {
+  return globals.storage.getStore() ?? globals.process;
+}
+
+/** The context of the running request or job, or `undefined` outside any. */
+export function activeContext(): ConsistencyContext | undefined {
+  return globals.storage.getStore();
+}
+
+export interface RunOptions {
+  /**
+   * Start from the positions of the context this is called in (default `true`), so that a job
+   * started by a request reads that request's writes. Its own writes stay its own.
+   */
+  inherit?: boolean;
+  /** Start from these positions too (e.g. from a client's token). */
+  positions?: Iterable<readonly [string, bigint]>;
+}
+
+/**
+ * Runs `fn` in a new consistency context: a request, a job, or any unit of work whose reads
+ * must see its own writes. Resolves with what `fn` returns.
+ *
+ * @example
+ * await withContext(async () => {
+ *   await pool.query('INSERT INTO posts (body) VALUES ($1)', [body]);
+ *   await pool.query('SELECT * FROM posts'); // waits until the local replica has the insert
+ * });
+ */
+export function withContext<T>(fn: () => T, options: RunOptions = {}): T {
+  const context = new ConsistencyContext(
+    options.inherit === false ? undefined : activeContext()?.entries(),
+  );
+  if (options.positions) {
+    for (const [source, position] of options.positions) context.observe(source, position);
+    context.advanced = false;
+  }
+  return globals.storage.run(context, fn);
+}
+
+/** Runs `fn` in the given context (e.g. one the HTTP layer built from a token). */
+export function runInContext<T>(context: ConsistencyContext, fn: () => T): T {
+  return globals.storage.run(context, fn);
+}

@@ -1,0 +1,29 @@
+/**
+ * `regional`: configuration, LSNs, the replay tracker and the consistency context shared by
+ * every part (`regional/pg`, `regional/drizzle`, `regional/kysely`, …).
+ *
+ * @example
+ * import { loadConfig, withContext } from 'regional';
+ * const config = loadConfig(); // PRIMARY_REGION, REGION, DATABASE_URL, DATABASE_REPLICA_URL
+ */
+
+export type { RegionalConfig, RegionalOptions, WaitPolicy } from './config.js';
+export { loadConfig, redactUrl } from './config.js';
+export type { RunOptions } from './context.js';
+export {
+  activeContext,
+  ConsistencyContext,
+  currentContext,
+  runInContext,
+  withContext,
+} from './context.js';
+export {
+  ConfigError,
+  RegionalError,
+  ReplicationTimeoutError,
+  ReplicaUnavailableError,
+} from './errors.js';
+export type { Lsn } from './lsn.js';
+export { compareLsn, formatLsn, LsnFormatError, maxLsn, parseLsn, ZERO_LSN } from './lsn.js';
+export type { PositionPoller, ReplayTrackerOptions, ReplayTrackerStats } from './tracker.js';
+export { ReplayTracker } from './tracker.js';

@@ -1,0 +1,153 @@
+import type pg from 'pg';
+import { currentContext } from '../core/context.js';
+import { inspectSql } from './classify.js';
+import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
+import type { QueryInput, QueryOptions, RegionalPool, Target } from './pool.js';
+
+/**
+ * A checked-out client, as `pool.connect()` gives with `pg.Pool`. Unless pinned with
+ * `pool.connect({ on })`, it chooses its server statement by statement, the way the pool
+ * does: reads on the local replica, writes on the primary; a transaction (`BEGIN` … `COMMIT`)
+ * stays on the one server it started on — the replica for `BEGIN READ ONLY`, else the
+ * primary — and its `COMMIT` records the commit LSN.
+ *
+ * Moving between servers starts a new session: settings made with `SET`, temporary tables
+ * and prepared statements do not follow. Pin the client (`{ on: 'primary' }`) to keep them.
+ *
+ * @example
+ * const client = await pool.connect();
+ * try {
+ *   await client.query('BEGIN');
+ *   await client.query('UPDATE accounts SET balance = balance - $1 WHERE id = $2', [10, from]);
+ *   await client.query('UPDATE accounts SET balance = balance + $1 WHERE id = $2', [10, to]);
+ *   await client.query('COMMIT');
+ * } finally {
+ *   client.release();
+ * }
+ */
+export class RegionalClient {
+  private bound: { on: Target; client: pg.PoolClient } | null = null;
+  private released = false;
+
+  /** @internal */
+  constructor(
+    private readonly pool: RegionalPool,
+    private readonly pinned: Target | undefined,
+  ) {}
+
+  /** The server this client is connected to right now, if any. */
+  get on(): Target | null {
+    return this.bound?.on ?? null;
+  }
+
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    input: QueryInput,
+    values?: unknown[],
+    options?: QueryOptions,
+  ): Promise<pg.QueryResult<R>> {
+    if (this.released)
+      throw new Error('This client was released; check out another with pool.connect()');
+    const config: pg.QueryConfig =
+      typeof input === 'string'
+        ? { text: input, ...(values ? { values } : {}) }
+        : values
+          ? { ...input, values }
+          : input;
+    const pool = this.pool;
+    const multi = pool.config.mode === 'multi';
+    const inspected = inspectSql(config.text);
+    const info =
+      options?.kind === 'write' && inspected.kind === 'read'
+        ? { ...inspected, kind: 'write' as const }
+        : inspected;
+    const bound = this.bound;
+
+    if (bound && bound.client.getTransactionStatus() !== 'I') {
+      // Inside a transaction: everything stays on its server.
+      if (info.control === 'commit' && bound.on === 'primary' && multi) {
+        const { result, lsn } = await this.guard(bound, commitWithLsn(bound.client));
+        pool.countWrite();
+        if (lsn !== null && options?.await !== false) await pool.observe(currentContext(), lsn);
+        return result as pg.QueryResult<R>;
+      }
+      return this.guard(bound, bound.client.query<R>(config));
+    }
+
+    const chosen = options?.on ?? this.pinned;
+    let on: Target = chosen ?? (info.kind === 'read' ? 'replica' : 'primary');
+    if (!multi || (on === 'replica' && !pool.replicaPool)) on = 'primary';
+    if (on === 'replica' && !chosen) on = await pool.readTarget();
+    if (on === 'primary' && info.kind === 'write') currentContext().beforeWrite?.();
+    const client = await this.bind(on);
+    const current = this.bound as { on: Target; client: pg.PoolClient };
+
+    if (multi && current.on === 'primary' && info.kind === 'write' && !info.control) {
+      const committed = await this.guard(
+        current,
+        writeWithCommitLsn(client, config, info.statements),
+      );
+      pool.countWrite();
+      if (committed.lsn !== null && options?.await !== false)
+        await pool.observe(currentContext(), committed.lsn);
+      return committed.result as pg.QueryResult<R>;
+    }
+    try {
+      const result = await this.guard(current, client.query<R>(config));
+      if (current.on === 'replica') pool.countReplicaRead();
+      return result;
+    } catch (error) {
+      const retryOnPrimary =
+        current.on === 'replica' &&
+        !chosen &&
+        !info.control &&
+        ((error as { code?: string }).code === '25006' || isConnectionFailure(error));
+      if (!retryOnPrimary) throw error;
+      if (isConnectionFailure(error)) pool.replicaFailed(error);
+      await this.bind('primary');
+      return this.query<R>(config, undefined, { ...options, on: 'primary' });
+    }
+  }
+
+  /** Returns the connection to its pool; pass an error to discard a broken connection. */
+  release(error?: Error | boolean): void {
+    if (this.released) return;
+    this.released = true;
+    this.unbind(error);
+  }
+
+  private async bind(on: Target): Promise<pg.PoolClient> {
+    if (this.bound?.on === on) return this.bound.client;
+    this.unbind();
+    let client: pg.PoolClient | null;
+    if (on === 'replica') {
+      client = await this.pool.checkoutReplica();
+      if (!client) return this.bind('primary');
+    } else {
+      client = await this.pool.primaryPool.connect();
+    }
+    this.bound = { on, client };
+    return client;
+  }
+
+  private unbind(error?: Error | boolean): void {
+    const bound = this.bound;
+    this.bound = null;
+    if (!bound) return;
+    // Never hand a connection in an open transaction back to the pool.
+    const dirty = !error && bound.client.getTransactionStatus() !== 'I';
+    bound.client.release(dirty ? new Error('released inside a transaction') : error);
+  }
+
+  /** Runs `work` on `bound`; a broken connection is dropped so the next query gets a new one. */
+  private async guard<T>(
+    bound: { on: Target; client: pg.PoolClient },
+    work: Promise<T>,
+  ): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      if (isConnectionFailure(error) && this.bound === bound) this.unbind(error as Error);
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * `regional/pg`: a drop-in for node-postgres's `Pool` that reads from this region's replica,
+ * writes to the primary, and makes every read see the writes before it.
+ *
+ * @example
+ * import { RegionalPool } from 'regional/pg';
+ * const pool = new RegionalPool();
+ */
+
+export type { StatementInfo, StatementKind, TransactionControl } from './classify.js';
+export { classifySql, inspectSql } from './classify.js';
+export { RegionalClient } from './client.js';
+export { commitWithLsn, writeWithCommitLsn } from './commit-lsn.js';
+export type {
+  QueryInput,
+  QueryOptions,
+  RegionalPoolOptions,
+  RegionalPoolStats,
+  Target,
+  TransactionClient,
+  TransactionOptions,
+} from './pool.js';
+export { RegionalPool } from './pool.js';
+export { replayLsnPoller } from './replay-poller.js';

@@ -1,0 +1,428 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countersTable, countStaleReads } from '../../test/support/consistency.js';
+import { currentContext, withContext } from '../core/context.js';
+import { ConfigError, ReplicationTimeoutError } from '../core/errors.js';
+import { formatLsn } from '../core/lsn.js';
+import { ReplayTracker } from '../core/tracker.js';
+import { LocalCluster } from '../testing/cluster.js';
+import { LatencyProxy } from '../testing/link/latency-proxy.js';
+import { RegionalPool, type RegionalPoolOptions } from './pool.js';
+import { replayLsnPoller } from './replay-poller.js';
+
+// 50 ms each way between iad and syd, as in the acceptance criteria.
+const RTT_MS = 100;
+
+let cluster: LocalCluster;
+const pools: RegionalPool[] = [];
+const warnings: string[] = [];
+
+function sydPool(options: Partial<RegionalPoolOptions> = {}): RegionalPool {
+  const syd = cluster.endpoints('syd');
+  const pool = new RegionalPool({
+    primaryRegion: 'iad',
+    region: 'syd',
+    databaseUrl: syd.databaseUrl,
+    replicaUrl: syd.replicaUrl,
+    onWarning: (message) => warnings.push(message),
+    ...options,
+  });
+  pools.push(pool);
+  return pool;
+}
+
+function iadPool(): RegionalPool {
+  const pool = new RegionalPool({
+    primaryRegion: 'iad',
+    region: 'iad',
+    databaseUrl: cluster.endpoints('iad').databaseUrl,
+    onWarning: (message) => warnings.push(message),
+  });
+  pools.push(pool);
+  return pool;
+}
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({
+    temporary: true,
+    regions: ['iad', 'syd'],
+    rttMs: { syd: RTT_MS },
+  });
+  await cluster.query(
+    'iad',
+    `${countersTable()}
+     CREATE TABLE notes (id serial PRIMARY KEY, body text UNIQUE);
+     CREATE SEQUENCE tickets;
+     CREATE FUNCTION add_note(b text) RETURNS int LANGUAGE sql AS $$ INSERT INTO notes (body) VALUES (b) RETURNING id $$;`,
+  );
+  await cluster.waitForReplay('syd');
+});
+
+afterAll(async () => {
+  await Promise.all(pools.map((pool) => pool.end()));
+  await cluster?.stop();
+});
+
+const inRecovery = async (pool: RegionalPool) =>
+  (await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r;
+
+const bump = (pool: RegionalPool) => async (id: number) =>
+  (
+    await pool.query<{ value: number }>(
+      'UPDATE counters SET value = value + 1 WHERE id = $1 RETURNING value',
+      [id],
+    )
+  ).rows[0]?.value as number;
+
+describe('RegionalPool in a replica region (50 ms one way)', () => {
+  it('a write then a read in the same context, a thousand times: never stale', async () => {
+    const pool = sydPool();
+    const stale = await countStaleReads(
+      1000,
+      bump(pool),
+      async (id) =>
+        (await pool.query<{ value: number }>('SELECT value FROM counters WHERE id = $1', [id]))
+          .rows[0]?.value,
+    );
+    expect(stale).toBe(0);
+    const stats = pool.stats();
+    expect(stats.replicaReads).toBe(1000);
+    expect(stats.primaryReads).toBe(0);
+    expect(stats.writes).toBe(1000);
+  });
+
+  it('the same run reading the replica without waiting sees stale reads (the check can fail)', async () => {
+    const pool = sydPool();
+    const replica = pool.replicaPool as pg.Pool;
+    const stale = await countStaleReads(
+      200,
+      bump(pool),
+      async (id) =>
+        (await replica.query<{ value: number }>('SELECT value FROM counters WHERE id = $1', [id]))
+          .rows[0]?.value,
+    );
+    expect(stale).toBeGreaterThan(0);
+  });
+
+  it('reads go to the replica, writes to the primary', async () => {
+    const pool = sydPool();
+    expect(await inRecovery(pool)).toBe(true);
+    const { rows } = await pool.query<{ r: boolean }>(
+      'INSERT INTO notes (body) VALUES ($1) RETURNING (SELECT pg_is_in_recovery()) AS r',
+      ['routing'],
+    );
+    expect(rows[0]?.r).toBe(false);
+    expect(await inRecovery(iadPool())).toBe(false);
+  });
+
+  it('captures the commit LSN in the same round trip as the write', async () => {
+    const pool = sydPool();
+    await pool.query('SELECT 1', [], { on: 'primary' }); // open a connection to the primary first
+    const link = cluster.link('syd', 'iad');
+    link.resetStats();
+    await withContext(async () => {
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', ['one trip']);
+      expect(currentContext().entries()).toHaveLength(1);
+    });
+    expect(link.stats('postgres').roundTrips).toBe(1);
+
+    link.resetStats();
+    await pool.transaction(async (tx) => {
+      await tx.query('INSERT INTO notes (body) VALUES ($1)', ['tx one']);
+      await tx.query('INSERT INTO notes (body) VALUES ($1)', ['tx two']);
+    });
+    // BEGIN, two statements, and COMMIT with its LSN: nothing more.
+    expect(link.stats('postgres').roundTrips).toBe(4);
+  });
+
+  it('the commit LSN it records is at or after the commit: the replica has the row once it replays it', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', ['lsn check']);
+      const [[, lsn]] = currentContext().entries() as [[string, bigint]];
+      await cluster.waitForReplay('syd', lsn);
+      const { rows } = await cluster.query('syd', 'SELECT 1 FROM notes WHERE body = $1', [
+        'lsn check',
+      ]);
+      expect(rows).toHaveLength(1);
+    });
+  });
+
+  it("nextval() and a SELECT of a writing function succeed: the replica's refusal is retried on the primary", async () => {
+    const pool = sydPool();
+    const { rows } = await pool.query<{ n: string }>("SELECT nextval('tickets') AS n");
+    expect(Number(rows[0]?.n)).toBeGreaterThan(0);
+    const forced = await pool.query<{ n: string }>("SELECT nextval('tickets') AS n", [], {
+      on: 'replica',
+    });
+    expect(Number(forced.rows[0]?.n)).toBeGreaterThan(Number(rows[0]?.n));
+    const added = await withContext(async () => {
+      const result = await pool.query<{ id: number }>('SELECT add_note($1) AS id', [
+        'via function',
+      ]);
+      // It wrote, so the next read waits for it like for any write.
+      const seen = await pool.query('SELECT id FROM notes WHERE body = $1', ['via function']);
+      expect(seen.rows).toEqual([{ id: result.rows[0]?.id }]);
+      return result.rows[0]?.id;
+    });
+    expect(added).toBeGreaterThan(0);
+    expect(pool.stats().readOnlyRetries).toBe(2);
+  });
+
+  it('{ await: false } records nothing, so the next read does not wait', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1', [], { await: false });
+      expect(currentContext().entries()).toEqual([]);
+      await pool.query('SELECT 1');
+    });
+    expect(pool.stats().tracker?.waits ?? 0).toBe(0);
+  });
+
+  it('outside any context, code that writes and then reads still reads its write', async () => {
+    const pool = sydPool();
+    for (let i = 0; i < 20; i++) {
+      const written = await bump(pool)(1999);
+      const { rows } = await pool.query<{ value: number }>(
+        'SELECT value FROM counters WHERE id = 1999',
+      );
+      expect(rows[0]?.value).toBe(written);
+    }
+  });
+
+  it('a read-write transaction runs on the primary and its reads never cross to the replica', async () => {
+    const pool = sydPool();
+    const servers = await pool.transaction(async (tx) => {
+      expect(tx.on).toBe('primary');
+      const a = await tx.query<{ r: boolean; pid: number }>(
+        'SELECT pg_is_in_recovery() AS r, pg_backend_pid() AS pid',
+      );
+      await tx.query('UPDATE counters SET value = value + 1 WHERE id = 2');
+      const b = await tx.query<{ r: boolean; pid: number }>(
+        'SELECT pg_is_in_recovery() AS r, pg_backend_pid() AS pid',
+      );
+      return [a.rows[0], b.rows[0]];
+    });
+    expect(servers[0]).toEqual(servers[1]);
+    expect(servers[0]?.r).toBe(false);
+  });
+
+  it('a read-only transaction runs on the replica, after waiting for this context', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      const written = await bump(pool)(3);
+      const seen = await pool.transaction(
+        async (tx) => {
+          expect(tx.on).toBe('replica');
+          expect(
+            (await tx.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r,
+          ).toBe(true);
+          return (await tx.query<{ value: number }>('SELECT value FROM counters WHERE id = 3'))
+            .rows[0]?.value;
+        },
+        { readOnly: true, isolationLevel: 'repeatable read' },
+      );
+      expect(seen).toBe(written);
+    });
+  });
+
+  it('a failed transaction rolls back and leaves the pool usable', async () => {
+    const pool = sydPool({ pool: { max: 1 } });
+    await expect(
+      pool.transaction(async (tx) => {
+        await tx.query('INSERT INTO notes (body) VALUES ($1)', ['rolled back']);
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    await expect(
+      pool.query('INSERT INTO notes (body) VALUES ($1)', ['routing']),
+    ).rejects.toMatchObject({ code: '23505' });
+    await pool.query('INSERT INTO notes (body) VALUES ($1)', ['after failures']);
+    const { rows } = await pool.query('SELECT body FROM notes WHERE body IN ($1, $2)', [
+      'rolled back',
+      'after failures',
+    ]);
+    expect(rows).toEqual([{ body: 'after failures' }]);
+  });
+
+  it('a checked-out client keeps a transaction on one server and records its COMMIT', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      const client = await pool.connect();
+      try {
+        const before = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+        expect(before.rows[0]?.r).toBe(true);
+        expect(client.on).toBe('replica');
+        await client.query('BEGIN');
+        const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]
+          ?.pid;
+        await client.query('UPDATE counters SET value = 100 WHERE id = 4');
+        expect(
+          (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid,
+        ).toBe(pid);
+        expect(client.on).toBe('primary');
+        await client.query('COMMIT');
+        expect(currentContext().entries()).toHaveLength(1);
+        const after = await client.query<{ value: number; r: boolean }>(
+          'SELECT value, pg_is_in_recovery() AS r FROM counters WHERE id = 4',
+        );
+        expect(after.rows[0]).toEqual({ value: 100, r: true });
+      } finally {
+        client.release();
+      }
+    });
+  });
+
+  it('a multi-statement write and a statement that cannot run in a transaction block both work', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query(
+        "INSERT INTO notes (body) VALUES ('multi 1'); INSERT INTO notes (body) VALUES ('multi 2')",
+      );
+      const { rows } = await pool.query(
+        "SELECT count(*)::int AS n FROM notes WHERE body LIKE 'multi %'",
+      );
+      expect(rows[0]?.n).toBe(2);
+    });
+    await pool.query('VACUUM notes');
+  });
+
+  it('a paused replica: reads wait up to the bound, then read from the primary', async () => {
+    const pool = sydPool({ maxWaitMs: 300, replicaRetryMs: 60_000 });
+    await cluster.pauseReplay('syd');
+    try {
+      await withContext(async () => {
+        const written = await bump(pool)(5);
+        const started = performance.now();
+        const { rows } = await pool.query<{ value: number; r: boolean }>(
+          'SELECT value, pg_is_in_recovery() AS r FROM counters WHERE id = 5',
+        );
+        expect(performance.now() - started).toBeGreaterThanOrEqual(300 - 1);
+        expect(rows[0]).toEqual({ value: written, r: false });
+        // It missed the bound once: the next read does not wait the full bound again.
+        await pool.query('SELECT 1');
+      });
+      expect(pool.stats()).toMatchObject({ waitTimeouts: 2, primaryReads: 2 });
+      expect(pool.stats().tracker?.timeouts).toBe(1);
+    } finally {
+      await cluster.resumeReplay('syd');
+    }
+  });
+
+  it('a paused replica with the error policy: the read fails clearly', async () => {
+    const pool = sydPool({ maxWaitMs: 200, waitPolicy: 'error' });
+    await cluster.pauseReplay('syd');
+    try {
+      await withContext(async () => {
+        await bump(pool)(6);
+        const read = pool.query('SELECT value FROM counters WHERE id = 6');
+        await expect(read).rejects.toBeInstanceOf(ReplicationTimeoutError);
+        await expect(read).rejects.toThrow(/did not replay position .* within 200 ms/);
+      });
+    } finally {
+      await cluster.resumeReplay('syd');
+    }
+  });
+
+  it('a stopped replica: reads are served by the primary, and the replica is used again once back', async () => {
+    const pool = sydPool({ replicaRetryMs: 200 });
+    expect(await inRecovery(pool)).toBe(true);
+    await cluster.server('syd').stop();
+    try {
+      await withContext(async () => {
+        const written = await bump(pool)(7);
+        const { rows } = await pool.query<{ value: number; r: boolean }>(
+          'SELECT value, pg_is_in_recovery() AS r FROM counters WHERE id = 7',
+        );
+        expect(rows[0]).toEqual({ value: written, r: false });
+      });
+      expect(await inRecovery(pool)).toBe(false);
+      expect(pool.stats().replicaFailures).toBeGreaterThanOrEqual(1);
+      expect(warnings.some((w) => /replica in syd failed/.test(w))).toBe(true);
+    } finally {
+      await cluster.server('syd').start();
+    }
+    await cluster.waitForReplay('syd');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(await inRecovery(pool)).toBe(true);
+  });
+
+  it('ten thousand concurrent waiters cost the replica one query per poll (counted at the wire)', async () => {
+    // Count what reaches the replica: its tracker connection goes through a counting proxy.
+    const proxy = new LatencyProxy({
+      name: 'count',
+      targetPort: Number(new URL(cluster.serverUrl('syd')).port),
+      oneWayMs: 0,
+    });
+    await proxy.listen();
+    const url = new URL(cluster.serverUrl('syd'));
+    url.port = String(proxy.port);
+    const poller = replayLsnPoller({ connectionString: url.toString() });
+    const tracker = new ReplayTracker({ name: 'counted', poll: poller, format: formatLsn });
+    try {
+      await tracker.waitFor(0n, 5000); // connect
+      proxy.resetStats();
+      const before = tracker.stats().polls;
+      await cluster.pauseReplay('syd');
+      await cluster.query('iad', "INSERT INTO notes (body) VALUES ('many waiters')");
+      const target = await cluster.primaryLsn();
+      const waits = Array.from({ length: 10_000 }, () => tracker.waitFor(target, 10_000));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await cluster.resumeReplay('syd');
+      await Promise.all(waits);
+      const polls = tracker.stats().polls - before;
+      expect(polls).toBeGreaterThan(0);
+      expect(proxy.stats().roundTrips).toBe(polls);
+      expect(tracker.stats().maxWaiting).toBe(10_000);
+    } finally {
+      await cluster.resumeReplay('syd').catch(() => {});
+      await poller.close();
+      await proxy.close();
+    }
+  });
+});
+
+describe('RegionalPool configuration', () => {
+  it('in the primary region, everything goes to the primary and nothing waits', async () => {
+    const pool = iadPool();
+    await withContext(async () => {
+      const written = await bump(pool)(8);
+      const { rows } = await pool.query<{ value: number; r: boolean }>(
+        'SELECT value, pg_is_in_recovery() AS r FROM counters WHERE id = 8',
+      );
+      expect(rows[0]).toEqual({ value: written, r: false });
+      // Commit positions are still recorded: a later request elsewhere may need them.
+      expect(currentContext().entries()).toHaveLength(1);
+    });
+    expect(pool.tracker).toBeNull();
+  });
+
+  it('without PRIMARY_REGION it is a plain pool on DATABASE_URL', async () => {
+    const pool = new RegionalPool({ databaseUrl: cluster.endpoints('iad').databaseUrl });
+    pools.push(pool);
+    expect(pool.config.mode).toBe('single');
+    await withContext(async () => {
+      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 9');
+      expect(currentContext().entries()).toEqual([]);
+    });
+    expect(await inRecovery(pool)).toBe(false);
+  });
+
+  it('refuses transaction control on the pool itself', async () => {
+    await expect(sydPool().query('BEGIN')).rejects.toThrow(/Use pool.transaction/);
+  });
+
+  it('misconfiguration is a clear error naming the variable', () => {
+    expect(
+      () =>
+        new RegionalPool({
+          primaryRegion: 'iad',
+          region: 'IAD',
+          databaseUrl: cluster.endpoints('iad').databaseUrl,
+        }),
+    ).toThrow(ConfigError);
+    expect(() => new RegionalPool({ databaseUrl: 'postgres//nope' })).toThrow(
+      /databaseUrl: .*not a URL/,
+    );
+  });
+});

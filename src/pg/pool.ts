@@ -1,0 +1,485 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import {
+  loadConfig,
+  type RegionalConfig,
+  type RegionalOptions,
+  redactUrl,
+} from '../core/config.js';
+import { type ConsistencyContext, currentContext } from '../core/context.js';
+import { RegionalError, ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
+import { formatLsn, type Lsn } from '../core/lsn.js';
+import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
+import { inspectSql, type StatementInfo } from './classify.js';
+import { RegionalClient } from './client.js';
+import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
+import { replayLsnPoller } from './replay-poller.js';
+
+/** Where a statement runs. */
+export type Target = 'primary' | 'replica';
+
+/** A query as node-postgres takes it: text, or a config object (`text`, `values`, `rowMode`, `types`, `name`). */
+export type QueryInput = string | (pg.QueryConfig & { rowMode?: 'array' });
+
+export interface QueryOptions {
+  /**
+   * For writes: record the commit position so this context's later reads wait until the
+   * local replica has it. Default `true`; `false` for writes nobody reads back right away
+   * (counters, logs).
+   */
+  await?: boolean;
+  /** Run on this server regardless of what the statement looks like. */
+  on?: Target;
+  /**
+   * What the statement is, when the caller knows from its own query object (ORM
+   * integrations): `write` goes to the primary without looking at the text; `read` goes to
+   * the replica unless the text locks rows or holds a writing CTE.
+   */
+  kind?: 'read' | 'write';
+}
+
+export interface TransactionOptions {
+  /**
+   * A read-only transaction runs on the local replica (after waiting for this context's
+   * writes, like any read); a read-write one (the default) runs on the primary.
+   */
+  readOnly?: boolean;
+  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
+  /** As for {@link QueryOptions.await}: record the commit position (default `true`). */
+  await?: boolean;
+}
+
+/** What a transaction callback gets: queries on the transaction's one connection. */
+export interface TransactionClient {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    input: QueryInput,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+  /** Which server the transaction runs on. */
+  readonly on: Target;
+  /** The underlying node-postgres client, for what `query` does not cover (cursors, COPY). */
+  readonly client: pg.PoolClient;
+}
+
+export interface RegionalPoolOptions extends RegionalOptions {
+  /** Settings for both node-postgres pools (`max`, `idleTimeoutMillis`, `ssl`, …), not the URL. */
+  pool?: Omit<pg.PoolConfig, 'connectionString'>;
+  /** Settings for the primary's pool only. */
+  primaryPool?: Omit<pg.PoolConfig, 'connectionString'>;
+  /** Settings for the replica's pool only. */
+  replicaPool?: Omit<pg.PoolConfig, 'connectionString'>;
+  /** An already resolved configuration (otherwise read from options and the environment). */
+  config?: RegionalConfig;
+  /** Receives warnings (a region without a replica, a replica going away). Default: `console.warn`. */
+  onWarning?: (message: string, error?: unknown) => void;
+}
+
+/** Counters since the pool was made. */
+export interface RegionalPoolStats {
+  /** Reads answered by the local replica / by the primary. */
+  replicaReads: number;
+  primaryReads: number;
+  /** Writes sent to the primary (statements and committed transactions). */
+  writes: number;
+  /** Reads the replica refused as writes (SQLSTATE 25006), retried on the primary. */
+  readOnlyRetries: number;
+  /** Reads sent to the primary because the replica had not caught up within the bound. */
+  waitTimeouts: number;
+  /** Times the replica failed and reads moved to the primary for a while. */
+  replicaFailures: number;
+  /** The replay tracker's counters (`null` without a replica). */
+  tracker: ReplayTrackerStats | null;
+}
+
+const READ_ONLY_SQL_TRANSACTION = '25006';
+const ISOLATION_LEVELS = new Set(['read committed', 'repeatable read', 'serializable']);
+
+function normalize(input: QueryInput, values?: unknown[]): pg.QueryConfig & { rowMode?: 'array' } {
+  if (typeof input === 'string')
+    return values === undefined ? { text: input } : { text: input, values };
+  if (input === null || typeof input !== 'object' || typeof input.text !== 'string') {
+    throw new TypeError(
+      'RegionalPool.query takes SQL text or a config object with `text`; for cursors and streams use a client from pool.connect({ on })',
+    );
+  }
+  return values === undefined ? input : { ...input, values };
+}
+
+/**
+ * A drop-in for `pg.Pool` that routes each query: reads to this region's replica, writes and
+ * read-write transactions to the primary. After a write it records the commit LSN (read in
+ * the same round trip as the COMMIT) in the current context, and the context's next read
+ * waits until the local replica has replayed it, up to `maxWaitMs`; past that the read goes
+ * to the primary (or fails, with `waitPolicy: 'error'`). A replica that is down or refuses a
+ * statement as a write sends the query to the primary instead.
+ *
+ * Without `PRIMARY_REGION` (local development, tests) it is a plain pool on `DATABASE_URL`.
+ *
+ * @example
+ * import { RegionalPool } from 'regional/pg';
+ *
+ * const pool = new RegionalPool(); // PRIMARY_REGION, REGION, DATABASE_URL, DATABASE_REPLICA_URL
+ * await pool.query('INSERT INTO posts (body) VALUES ($1)', ['hello']); // primary
+ * const { rows } = await pool.query('SELECT * FROM posts'); // local replica, sees the insert
+ * await pool.query('UPDATE stats SET views = views + 1', [], { await: false });
+ * await pool.transaction(async (tx) => {
+ *   await tx.query('INSERT INTO topics (title) VALUES ($1)', ['hi']);
+ *   await tx.query('UPDATE counters SET topics = topics + 1');
+ * });
+ */
+export class RegionalPool extends EventEmitter {
+  readonly config: RegionalConfig;
+  /** The node-postgres pool on the primary. */
+  readonly primaryPool: pg.Pool;
+  /** The node-postgres pool on this region's replica (`null` where reads go to the primary). */
+  readonly replicaPool: pg.Pool | null;
+  /** The replay tracker of this region's replica (`null` without one). */
+  readonly tracker: ReplayTracker | null;
+  private readonly poller: ReturnType<typeof replayLsnPoller> | null;
+  private readonly warn: (message: string, error?: unknown) => void;
+  private source: string | null = null;
+  private sourcePromise: Promise<string> | null = null;
+  private ended = false;
+  private replicaDownUntil = 0;
+  private replicaLaggingUntil = 0;
+  private readonly counters = {
+    replicaReads: 0,
+    primaryReads: 0,
+    writes: 0,
+    readOnlyRetries: 0,
+    waitTimeouts: 0,
+    replicaFailures: 0,
+  };
+
+  constructor(options: RegionalPoolOptions = {}) {
+    super();
+    this.config = options.config ?? loadConfig(options);
+    this.warn =
+      options.onWarning ?? ((message, error) => console.warn(`[regional] ${message}`, error ?? ''));
+    for (const warning of this.config.warnings) this.warn(warning);
+
+    this.primaryPool = new pg.Pool({
+      ...options.pool,
+      ...options.primaryPool,
+      connectionString: this.config.databaseUrl,
+    });
+    this.primaryPool.on('error', (error) => this.idleError('primary', error));
+
+    const replicaUrl = this.config.replicaUrl;
+    if (replicaUrl) {
+      this.replicaPool = new pg.Pool({
+        // A replica that hangs must not hang reads: give up connecting and use the primary.
+        connectionTimeoutMillis: 5_000,
+        ...options.pool,
+        ...options.replicaPool,
+        connectionString: replicaUrl,
+      });
+      this.replicaPool.on('error', (error) => this.idleError('replica', error));
+      this.poller = replayLsnPoller({
+        ...options.pool,
+        ...options.replicaPool,
+        connectionString: replicaUrl,
+        connectionTimeoutMillis: 2_000,
+      });
+      this.tracker = new ReplayTracker({
+        name: `the replica in ${this.config.region} (${redactUrl(replicaUrl)})`,
+        poll: this.poller,
+        format: formatLsn,
+      });
+    } else {
+      this.replicaPool = null;
+      this.poller = null;
+      this.tracker = null;
+    }
+  }
+
+  /**
+   * Runs one query, routed: reads to the local replica (after waiting for this context's
+   * writes), writes to the primary (recording their commit LSN).
+   */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    input: QueryInput,
+    values?: unknown[],
+    options?: QueryOptions,
+  ): Promise<pg.QueryResult<R>> {
+    const config = normalize(input, values);
+    if (this.config.mode === 'single') return this.primaryPool.query<R>(config);
+    const inspected = inspectSql(config.text);
+    const info =
+      options?.kind === 'write' && inspected.kind === 'read'
+        ? { ...inspected, kind: 'write' as const }
+        : inspected;
+    if (info.control) {
+      throw new RegionalError(
+        'REGIONAL_TRANSACTION_ON_POOL',
+        `"${config.text.slice(0, 40)}" controls a transaction, but pool.query runs each statement on any connection. ` +
+          'Use pool.transaction(fn) or a client from pool.connect().',
+      );
+    }
+    const on = options?.on ?? (info.kind === 'read' ? 'replica' : 'primary');
+    if (on === 'primary' && info.kind === 'write')
+      return (await this.write(config, info, options)) as pg.QueryResult<R>;
+    if (on === 'primary' || !this.replicaPool) return this.readOnPrimary<R>(config);
+    return this.readOnReplica<R>(config, info, options);
+  }
+
+  /** Checks out a client; see {@link RegionalClient} for how it chooses its server. */
+  async connect(options: { on?: Target } = {}): Promise<RegionalClient> {
+    return new RegionalClient(this, options.on);
+  }
+
+  /**
+   * Runs `fn` in a transaction on one connection and commits, or rolls back if it throws.
+   * Read-write transactions run on the primary and record their commit LSN; read-only ones
+   * run on the local replica.
+   *
+   * @example
+   * const id = await pool.transaction(async (tx) => {
+   *   const { rows } = await tx.query('INSERT INTO topics (title) VALUES ($1) RETURNING id', [title]);
+   *   await tx.query('INSERT INTO posts (topic_id, body) VALUES ($1, $2)', [rows[0].id, body]);
+   *   return rows[0].id;
+   * });
+   */
+  async transaction<T>(
+    fn: (tx: TransactionClient) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    const { isolationLevel } = options;
+    if (isolationLevel !== undefined && !ISOLATION_LEVELS.has(isolationLevel)) {
+      throw new TypeError(
+        `isolationLevel must be one of ${[...ISOLATION_LEVELS].join(', ')}; got ${isolationLevel}`,
+      );
+    }
+    let on: Target = 'primary';
+    if (options.readOnly && this.replicaPool && this.config.mode === 'multi')
+      on = await this.readTarget();
+    if (on === 'primary' && !options.readOnly) currentContext().beforeWrite?.();
+    const client =
+      on === 'replica' ? await this.checkoutReplica() : await this.primaryPool.connect();
+    if (!client) return this.transaction(fn, { ...options, readOnly: options.readOnly });
+    const begin = [
+      'BEGIN',
+      isolationLevel ? `ISOLATION LEVEL ${isolationLevel.toUpperCase()}` : '',
+      options.readOnly ? 'READ ONLY' : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
+    let releaseError: Error | undefined;
+    try {
+      await client.query(begin);
+      const tx: TransactionClient = {
+        on,
+        client,
+        query: (input, values) => client.query(normalize(input, values)),
+      };
+      let result: T;
+      try {
+        result = await fn(tx);
+      } catch (error) {
+        if (isConnectionFailure(error)) releaseError = error as Error;
+        else await client.query('ROLLBACK');
+        throw error;
+      }
+      if (on === 'replica' || this.config.mode === 'single') {
+        await client.query('COMMIT');
+        if (on === 'replica') this.counters.replicaReads++;
+      } else {
+        const { lsn } = await commitWithLsn(client);
+        this.counters.writes++;
+        if (lsn !== null && options.await !== false) await this.observe(currentContext(), lsn);
+      }
+      return result;
+    } catch (error) {
+      if (isConnectionFailure(error)) {
+        releaseError = error as Error;
+        if (on === 'replica') this.replicaFailed(error);
+      }
+      throw error;
+    } finally {
+      client.release(releaseError);
+    }
+  }
+
+  /** Closes every connection. */
+  async end(): Promise<void> {
+    this.ended = true;
+    await Promise.all([this.primaryPool.end(), this.replicaPool?.end(), this.poller?.close()]);
+  }
+
+  stats(): RegionalPoolStats {
+    return { ...this.counters, tracker: this.tracker?.stats() ?? null };
+  }
+
+  /**
+   * The name of this database in consistency contexts and tokens: `pg:` and the cluster's
+   * system identifier, shared by the primary and its replicas. Fetched once.
+   */
+  async sourceKey(): Promise<string> {
+    if (this.source) return this.source;
+    this.sourcePromise ??= (async () => {
+      const read = (pool: pg.Pool) =>
+        pool.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+      let result: pg.QueryResult<{ id: string }>;
+      try {
+        result =
+          this.replicaPool && this.replicaUsable()
+            ? await read(this.replicaPool)
+            : await read(this.primaryPool);
+      } catch {
+        result = await read(this.primaryPool);
+      }
+      this.source = `pg:${(result.rows[0] as { id: string }).id}`;
+      return this.source;
+    })().finally(() => {
+      this.sourcePromise = null;
+    });
+    return this.sourcePromise;
+  }
+
+  /** @internal Records a commit position in `context`. */
+  async observe(context: ConsistencyContext, lsn: Lsn): Promise<void> {
+    context.observe(this.source ?? (await this.sourceKey()), lsn);
+  }
+
+  /** @internal A write outside any transaction, on the primary, with its commit LSN recorded. */
+  async write(
+    config: pg.QueryConfig,
+    info: StatementInfo,
+    options?: QueryOptions,
+  ): Promise<pg.QueryResult | pg.QueryResult[]> {
+    const context = currentContext();
+    context.beforeWrite?.();
+    const client = await this.primaryPool.connect();
+    let committed: Awaited<ReturnType<typeof writeWithCommitLsn>>;
+    try {
+      committed = await writeWithCommitLsn(client, config, info.statements);
+    } catch (error) {
+      client.release(isConnectionFailure(error) ? (error as Error) : undefined);
+      throw error;
+    }
+    client.release();
+    this.counters.writes++;
+    if (committed.lsn !== null && options?.await !== false)
+      await this.observe(context, committed.lsn);
+    return committed.result;
+  }
+
+  /** @internal */
+  readOnPrimary<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+    this.counters.primaryReads++;
+    return this.primaryPool.query<R>(config);
+  }
+
+  private async readOnReplica<R extends pg.QueryResultRow>(
+    config: pg.QueryConfig,
+    info: StatementInfo,
+    options?: QueryOptions,
+  ): Promise<pg.QueryResult<R>> {
+    if ((await this.readTarget()) === 'primary') return this.readOnPrimary<R>(config);
+    try {
+      const result = await (this.replicaPool as pg.Pool).query<R>(config);
+      this.counters.replicaReads++;
+      return result;
+    } catch (error) {
+      if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
+        // It looked like a read but writes (a function that inserts, nextval()).
+        this.counters.readOnlyRetries++;
+        return (await this.write(config, { ...info, kind: 'write' }, options)) as pg.QueryResult<R>;
+      }
+      if (!isConnectionFailure(error)) throw error;
+      this.replicaFailed(error);
+      return this.readOnPrimary<R>(config);
+    }
+  }
+
+  /**
+   * @internal Where a read in the current context should run: waits until the local replica
+   * has replayed the context's position, or chooses the primary (replica down, lagging past
+   * the bound), or throws per the `error` policy.
+   */
+  async readTarget(): Promise<Target> {
+    const tracker = this.tracker;
+    if (!tracker || !this.replicaUsable()) return 'primary';
+    const context = currentContext();
+    const source = this.source ?? (await this.sourceKey());
+    const target = context.position(source);
+    if (target === undefined || tracker.hasReplayed(target)) return 'replica';
+    if (Date.now() < this.replicaLaggingUntil) {
+      // It recently missed the bound: don't make every read wait the full bound again.
+      if (this.config.waitPolicy === 'error') {
+        throw new ReplicationTimeoutError(
+          0,
+          formatLsn(target),
+          tracker.known === null ? null : formatLsn(tracker.known),
+        );
+      }
+      this.counters.waitTimeouts++;
+      return 'primary';
+    }
+    try {
+      context.waitedMs += await tracker.waitFor(target, this.config.maxWaitMs);
+      return 'replica';
+    } catch (error) {
+      if (error instanceof ReplicationTimeoutError) {
+        context.waitedMs += this.config.maxWaitMs;
+        this.counters.waitTimeouts++;
+        this.replicaLaggingUntil = Date.now() + this.config.replicaRetryMs;
+        if (this.config.waitPolicy === 'error') throw error;
+        return 'primary';
+      }
+      if (error instanceof ReplicaUnavailableError) {
+        this.replicaFailed(error);
+        return 'primary';
+      }
+      throw error;
+    }
+  }
+
+  /** @internal A replica connection, or `null` (and the replica marked down) if it cannot be had. */
+  async checkoutReplica(): Promise<pg.PoolClient | null> {
+    try {
+      return await (this.replicaPool as pg.Pool).connect();
+    } catch (error) {
+      if (!isConnectionFailure(error)) throw error;
+      this.replicaFailed(error);
+      return null;
+    }
+  }
+
+  /** @internal */
+  replicaUsable(): boolean {
+    return this.replicaPool !== null && Date.now() >= this.replicaDownUntil;
+  }
+
+  /** @internal Sends reads to the primary for `replicaRetryMs`, then tries the replica again. */
+  replicaFailed(error: unknown): void {
+    const now = Date.now();
+    if (now < this.replicaDownUntil) return;
+    this.counters.replicaFailures++;
+    this.replicaDownUntil = now + this.config.replicaRetryMs;
+    this.warn(
+      `The replica in ${this.config.region} failed (${(error as Error)?.message ?? error}); reads go to the primary for ${this.config.replicaRetryMs} ms.`,
+    );
+  }
+
+  /** @internal */
+  countWrite(): void {
+    this.counters.writes++;
+  }
+
+  /** @internal */
+  countReplicaRead(): void {
+    this.counters.replicaReads++;
+  }
+
+  private idleError(which: Target, error: Error): void {
+    // Connections still closing after end() may see their server go away: nothing to report.
+    if (this.ended) return;
+    // An idle connection died (server restarted, network cut). node-postgres drops it from the
+    // pool; say so, and let listeners see it, but don't take the process down.
+    if (which === 'replica') this.replicaFailed(error);
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else if (which === 'primary')
+      this.warn(`An idle connection to the primary failed: ${error.message}`);
+  }
+}
