@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { bench } from './bench.js';
 import { dev } from './dev.js';
 import { reportFailure } from './shared.js';
 
@@ -31,6 +32,19 @@ program
       reportFailure('dev', error);
       process.exit();
     }
+  });
+
+program
+  .command('bench')
+  .description('run a benchmark: prints a table and writes bench/results/<name>.json')
+  .argument('[name]', 'which benchmark (core, procedures, redis)')
+  .action(async (name?: string) => {
+    try {
+      await bench(name);
+    } catch (error) {
+      reportFailure('bench', error);
+    }
+    process.exit();
   });
 
 try {

@@ -2,7 +2,14 @@ import type pg from 'pg';
 import { currentContext } from '../core/context.js';
 import { inspectSql } from './classify.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
-import type { QueryInput, QueryOptions, RegionalPool, Target } from './pool.js';
+import {
+  normalize,
+  type QueryInput,
+  type QueryOptions,
+  type RegionalPool,
+  send,
+  type Target,
+} from './pool.js';
 
 /**
  * A checked-out client, as `pool.connect()` gives with `pg.Pool`. Unless pinned with
@@ -47,12 +54,7 @@ export class RegionalClient {
   ): Promise<pg.QueryResult<R>> {
     if (this.released)
       throw new Error('This client was released; check out another with pool.connect()');
-    const config: pg.QueryConfig =
-      typeof input === 'string'
-        ? { text: input, ...(values ? { values } : {}) }
-        : values
-          ? { ...input, values }
-          : input;
+    const config = normalize(input, values);
     const pool = this.pool;
     const multi = pool.config.mode === 'multi';
     const inspected = inspectSql(config.text);
@@ -70,7 +72,7 @@ export class RegionalClient {
         if (lsn !== null && options?.await !== false) await pool.observe(currentContext(), lsn);
         return result as pg.QueryResult<R>;
       }
-      return this.guard(bound, bound.client.query<R>(config));
+      return this.guard(bound, send<R>(bound.client, config));
     }
 
     const chosen = options?.on ?? this.pinned;
@@ -92,7 +94,7 @@ export class RegionalClient {
       return committed.result as pg.QueryResult<R>;
     }
     try {
-      const result = await this.guard(current, client.query<R>(config));
+      const result = await this.guard(current, send<R>(client, config));
       if (current.on === 'replica') pool.countReplicaRead();
       return result;
     } catch (error) {

@@ -94,9 +94,46 @@ export interface RegionalPoolStats {
 const READ_ONLY_SQL_TRANSACTION = '25006';
 const ISOLATION_LEVELS = new Set(['read committed', 'repeatable read', 'serializable']);
 
-function normalize(input: QueryInput, values?: unknown[]): pg.QueryConfig & { rowMode?: 'array' } {
-  if (typeof input === 'string')
-    return values === undefined ? { text: input } : { text: input, values };
+/**
+ * A pg.Client that gives up connecting after `ms` unless told otherwise. Set on the pool's
+ * `connectionTimeoutMillis` instead, pg-pool would also arm a timer on every checkout of an
+ * idle connection, which costs more than Regional's routing on the read path.
+ */
+function clientWithConnectTimeout(ms: number): typeof pg.Client {
+  return class extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      const options = typeof config === 'string' ? { connectionString: config } : (config ?? {});
+      super({ connectionTimeoutMillis: ms, ...options });
+    }
+  };
+}
+
+/**
+ * A query given as text and values. node-postgres copies config objects property by property
+ * on every query (pg 8.23), which costs more than all of Regional's routing: text queries are
+ * handed on as text, through {@link send}.
+ */
+class TextQuery {
+  constructor(
+    readonly text: string,
+    readonly values?: unknown[],
+  ) {}
+}
+
+/** Runs `config` on a node-postgres pool or client, as text when it came as text. */
+export function send<R extends pg.QueryResultRow>(
+  target: { query: pg.Pool['query'] },
+  config: pg.QueryConfig,
+): Promise<pg.QueryResult<R>> {
+  if (config instanceof TextQuery) return target.query<R>(config.text, config.values);
+  return target.query<R>(config);
+}
+
+export function normalize(
+  input: QueryInput,
+  values?: unknown[],
+): pg.QueryConfig & { rowMode?: 'array' } {
+  if (typeof input === 'string') return new TextQuery(input, values);
   if (input === null || typeof input !== 'object' || typeof input.text !== 'string') {
     throw new TypeError(
       'RegionalPool.query takes SQL text or a config object with `text`; for cursors and streams use a client from pool.connect({ on })',
@@ -159,6 +196,7 @@ export class RegionalPool extends EventEmitter {
     for (const warning of this.config.warnings) this.warn(warning);
 
     this.primaryPool = new pg.Pool({
+      Client: clientWithConnectTimeout(10_000),
       ...options.pool,
       ...options.primaryPool,
       connectionString: this.config.databaseUrl,
@@ -169,7 +207,7 @@ export class RegionalPool extends EventEmitter {
     if (replicaUrl) {
       this.replicaPool = new pg.Pool({
         // A replica that hangs must not hang reads: give up connecting and use the primary.
-        connectionTimeoutMillis: 5_000,
+        Client: clientWithConnectTimeout(5_000),
         ...options.pool,
         ...options.replicaPool,
         connectionString: replicaUrl,
@@ -181,6 +219,8 @@ export class RegionalPool extends EventEmitter {
         connectionString: replicaUrl,
         connectionTimeoutMillis: 2_000,
       });
+      // Connected now (it only polls while someone waits), so the first wait doesn't pay for it.
+      this.poller.warm();
       this.tracker = new ReplayTracker({
         name: `the replica in ${this.config.region} (${redactUrl(replicaUrl)})`,
         poll: this.poller,
@@ -197,30 +237,46 @@ export class RegionalPool extends EventEmitter {
    * Runs one query, routed: reads to the local replica (after waiting for this context's
    * writes), writes to the primary (recording their commit LSN).
    */
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     input: QueryInput,
     values?: unknown[],
     options?: QueryOptions,
   ): Promise<pg.QueryResult<R>> {
-    const config = normalize(input, values);
-    if (this.config.mode === 'single') return this.primaryPool.query<R>(config);
+    // Not async: the common read takes no extra promise on its way to the replica.
+    let config: pg.QueryConfig;
+    try {
+      config = normalize(input, values);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.config.mode === 'single') return send<R>(this.primaryPool, config);
     const inspected = inspectSql(config.text);
     const info =
       options?.kind === 'write' && inspected.kind === 'read'
         ? { ...inspected, kind: 'write' as const }
         : inspected;
     if (info.control) {
-      throw new RegionalError(
-        'REGIONAL_TRANSACTION_ON_POOL',
-        `"${config.text.slice(0, 40)}" controls a transaction, but pool.query runs each statement on any connection. ` +
-          'Use pool.transaction(fn) or a client from pool.connect().',
+      return Promise.reject(
+        new RegionalError(
+          'REGIONAL_TRANSACTION_ON_POOL',
+          `"${config.text.slice(0, 40)}" controls a transaction, but pool.query runs each statement on any connection. ` +
+            'Use pool.transaction(fn) or a client from pool.connect().',
+        ),
       );
     }
     const on = options?.on ?? (info.kind === 'read' ? 'replica' : 'primary');
-    if (on === 'primary' && info.kind === 'write')
-      return (await this.write(config, info, options)) as pg.QueryResult<R>;
+    if (on === 'primary' && info.kind === 'write') {
+      return this.write(config, info, options) as Promise<pg.QueryResult<R>>;
+    }
     if (on === 'primary' || !this.replicaPool) return this.readOnPrimary<R>(config);
-    return this.readOnReplica<R>(config, info, options);
+    const target = this.knownReadTarget();
+    if (target === 'replica') return this.readOnReplica<R>(config, info, options);
+    if (target === 'primary') return this.readOnPrimary<R>(config);
+    return this.readTarget().then((chosen) =>
+      chosen === 'replica'
+        ? this.readOnReplica<R>(config, info, options)
+        : this.readOnPrimary<R>(config),
+    );
   }
 
   /** Checks out a client; see {@link RegionalClient} for how it chooses its server. */
@@ -270,7 +326,7 @@ export class RegionalPool extends EventEmitter {
       const tx: TransactionClient = {
         on,
         client,
-        query: (input, values) => client.query(normalize(input, values)),
+        query: (input, values) => send(client, normalize(input, values)),
       };
       let result: T;
       try {
@@ -367,29 +423,44 @@ export class RegionalPool extends EventEmitter {
   /** @internal */
   readOnPrimary<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
     this.counters.primaryReads++;
-    return this.primaryPool.query<R>(config);
+    return send<R>(this.primaryPool, config);
   }
 
-  private async readOnReplica<R extends pg.QueryResultRow>(
+  private readOnReplica<R extends pg.QueryResultRow>(
     config: pg.QueryConfig,
     info: StatementInfo,
     options?: QueryOptions,
   ): Promise<pg.QueryResult<R>> {
-    if ((await this.readTarget()) === 'primary') return this.readOnPrimary<R>(config);
-    try {
-      const result = await (this.replicaPool as pg.Pool).query<R>(config);
-      this.counters.replicaReads++;
-      return result;
-    } catch (error) {
-      if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
-        // It looked like a read but writes (a function that inserts, nextval()).
-        this.counters.readOnlyRetries++;
-        return (await this.write(config, { ...info, kind: 'write' }, options)) as pg.QueryResult<R>;
-      }
-      if (!isConnectionFailure(error)) throw error;
-      this.replicaFailed(error);
-      return this.readOnPrimary<R>(config);
-    }
+    return send<R>(this.replicaPool as pg.Pool, config).then(
+      (result) => {
+        this.counters.replicaReads++;
+        return result;
+      },
+      (error: unknown) => {
+        if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
+          // It looked like a read but writes (a function that inserts, nextval()).
+          this.counters.readOnlyRetries++;
+          return this.write(config, { ...info, kind: 'write' }, options) as Promise<
+            pg.QueryResult<R>
+          >;
+        }
+        if (!isConnectionFailure(error)) throw error;
+        this.replicaFailed(error);
+        return this.readOnPrimary<R>(config);
+      },
+    );
+  }
+
+  /**
+   * Where a read can run without waiting or asking anything: `replica` when the context has
+   * nothing the replica is not known to have, `primary` when the replica is out of use, and
+   * `null` when only {@link readTarget} can tell.
+   */
+  private knownReadTarget(): Target | null {
+    if (!this.replicaUsable()) return 'primary';
+    if (this.source === null || !this.tracker) return null;
+    const target = currentContext().position(this.source);
+    return target === undefined || this.tracker.hasReplayed(target) ? 'replica' : null;
   }
 
   /**
@@ -448,7 +519,8 @@ export class RegionalPool extends EventEmitter {
 
   /** @internal */
   replicaUsable(): boolean {
-    return this.replicaPool !== null && Date.now() >= this.replicaDownUntil;
+    if (this.replicaPool === null) return false;
+    return this.replicaDownUntil === 0 || Date.now() >= this.replicaDownUntil;
   }
 
   /** @internal Sends reads to the primary for `replicaRetryMs`, then tries the replica again. */

@@ -9,7 +9,7 @@ import type { PositionPoller } from '../core/tracker.js';
  */
 export function replayLsnPoller(
   config: pg.ClientConfig,
-): PositionPoller & { close(): Promise<void> } {
+): PositionPoller & { warm(): void; close(): Promise<void> } {
   let client: pg.Client | null = null;
   let connecting: Promise<pg.Client> | null = null;
 
@@ -64,6 +64,10 @@ export function replayLsnPoller(
   };
 
   return Object.assign(poll, {
+    /** Opens the connection ahead of the first wait, so that wait does not pay for it. */
+    warm() {
+      connect().catch(() => {});
+    },
     async close() {
       const current = client;
       client = null;
