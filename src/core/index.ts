@@ -25,5 +25,18 @@ export {
 } from './errors.js';
 export type { Lsn } from './lsn.js';
 export { compareLsn, formatLsn, LsnFormatError, maxLsn, parseLsn, ZERO_LSN } from './lsn.js';
+export type {
+  SignatureFailure,
+  SignedRequestParts,
+  SigningKey,
+  VerifierOptions,
+} from './signing.js';
+export {
+  Keyring,
+  MIN_SECRET_LENGTH,
+  RequestVerifier,
+  SIGNATURE_HEADER,
+  signRequest,
+} from './signing.js';
 export type { PositionPoller, ReplayTrackerOptions, ReplayTrackerStats } from './tracker.js';
 export { ReplayTracker } from './tracker.js';

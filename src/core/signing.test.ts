@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from './errors.js';
+import { Keyring, RequestVerifier, signRequest } from './signing.js';
+
+const OLD = 'o'.repeat(40);
+const NEW = 'n'.repeat(40);
+const parts = { method: 'POST', path: '/_regional/rpc/createPost', body: '{"title":"hi"}' };
+
+describe('Keyring', () => {
+  it('signs with the current key and verifies with any accepted one', () => {
+    const old = new Keyring(OLD);
+    const rotated = new Keyring(NEW, [OLD]);
+    const signedByOld = old.sign('data');
+    expect(rotated.verify(signedByOld.keyId, 'data', signedByOld.mac)).toBe(true);
+    expect(rotated.sign('data').keyId).not.toBe(signedByOld.keyId);
+    expect(old.verify(rotated.sign('data').keyId, 'data', rotated.sign('data').mac)).toBe(false);
+    expect(rotated.verify(signedByOld.keyId, 'other data', signedByOld.mac)).toBe(false);
+  });
+
+  it('reads REGIONAL_SECRET and REGIONAL_SECRET_PREVIOUS', () => {
+    expect(Keyring.fromEnv({})).toBeNull();
+    const keyring = Keyring.fromEnv({
+      REGIONAL_SECRET: NEW,
+      REGIONAL_SECRET_PREVIOUS: `${OLD}, ${'p'.repeat(32)}`,
+    });
+    expect(keyring?.keyIds).toHaveLength(3);
+  });
+
+  it('refuses short secrets, naming the variable', () => {
+    expect(() => Keyring.fromEnv({ REGIONAL_SECRET: 'short' })).toThrow(ConfigError);
+    expect(() => Keyring.fromEnv({ REGIONAL_SECRET: 'short' })).toThrow(
+      /REGIONAL_SECRET: is 5 characters; use at least 32/,
+    );
+    expect(() => Keyring.fromEnv({ REGIONAL_SECRET: NEW, REGIONAL_SECRET_PREVIOUS: 'x' })).toThrow(
+      /REGIONAL_SECRET_PREVIOUS/,
+    );
+  });
+});
+
+describe('request signatures', () => {
+  it('accepts a fresh signature once, then refuses it as replayed', () => {
+    const keyring = new Keyring(NEW);
+    const verifier = new RequestVerifier(keyring);
+    const header = signRequest(keyring, parts);
+    expect(verifier.verify(header, parts)).toBeNull();
+    expect(verifier.verify(header, parts)).toBe('replayed');
+  });
+
+  it('accepts signatures by a previous secret during rotation', () => {
+    const header = signRequest(new Keyring(OLD), parts);
+    expect(new RequestVerifier(new Keyring(NEW, [OLD])).verify(header, parts)).toBeNull();
+    expect(
+      new RequestVerifier(new Keyring(NEW)).verify(signRequest(new Keyring(OLD), parts), parts),
+    ).toBe('unknown-key');
+  });
+
+  it('refuses stale, tampered, malformed and missing signatures', () => {
+    const keyring = new Keyring(NEW);
+    const verifier = new RequestVerifier(keyring, { maxSkewSeconds: 30 });
+    expect(verifier.verify(signRequest(keyring, parts, Date.now() - 60_000), parts)).toBe('stale');
+    expect(verifier.verify(signRequest(keyring, parts, Date.now() + 60_000), parts)).toBe('stale');
+    expect(
+      verifier.verify(signRequest(keyring, parts), { ...parts, body: '{"title":"evil"}' }),
+    ).toBe('bad-mac');
+    expect(
+      verifier.verify(signRequest(keyring, parts), { ...parts, path: '/_regional/rpc/deleteAll' }),
+    ).toBe('bad-mac');
+    expect(verifier.verify(signRequest(keyring, parts), { ...parts, method: 'GET' })).toBe(
+      'bad-mac',
+    );
+    expect(verifier.verify('v1 key=zz', parts)).toBe('malformed');
+    expect(verifier.verify(undefined, parts)).toBe('missing');
+    const forged = signRequest(keyring, parts).replace(/mac=\S+/, `mac=${'A'.repeat(43)}`);
+    expect(verifier.verify(forged, parts)).toBe('bad-mac');
+  });
+
+  it('signatures that leave a streamed body out are accepted only where allowed', () => {
+    const keyring = new Keyring(NEW);
+    const streamed = { ...parts, body: null };
+    expect(new RequestVerifier(keyring).verify(signRequest(keyring, streamed), streamed)).toBe(
+      'body-unsigned',
+    );
+    expect(
+      new RequestVerifier(keyring, { allowUnsignedBody: true }).verify(
+        signRequest(keyring, streamed),
+        parts,
+      ),
+    ).toBeNull();
+    // Claiming "unsigned" for a signature that covered the body does not verify.
+    const signed = signRequest(keyring, parts).replace('body=signed', 'body=unsigned');
+    expect(new RequestVerifier(keyring, { allowUnsignedBody: true }).verify(signed, parts)).toBe(
+      'bad-mac',
+    );
+  });
+});
