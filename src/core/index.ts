@@ -38,5 +38,6 @@ export {
   SIGNATURE_HEADER,
   signRequest,
 } from './signing.js';
+export type { ReplicatedSource } from './source.js';
 export type { PositionPoller, ReplayTrackerOptions, ReplayTrackerStats } from './tracker.js';
 export { ReplayTracker } from './tracker.js';

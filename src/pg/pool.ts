@@ -9,6 +9,7 @@ import {
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { RegionalError, ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import { formatLsn, type Lsn } from '../core/lsn.js';
+import type { ReplicatedSource } from '../core/source.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
 import { inspectSql, type StatementInfo } from './classify.js';
 import { RegionalClient } from './client.js';
@@ -164,7 +165,7 @@ export function normalize(
  *   await tx.query('UPDATE counters SET topics = topics + 1');
  * });
  */
-export class RegionalPool extends EventEmitter {
+export class RegionalPool extends EventEmitter implements ReplicatedSource {
   readonly config: RegionalConfig;
   /** The node-postgres pool on the primary. */
   readonly primaryPool: pg.Pool;
@@ -390,6 +391,20 @@ export class RegionalPool extends EventEmitter {
       this.sourcePromise = null;
     });
     return this.sourcePromise;
+  }
+
+  /**
+   * Resolves once this region's replica has replayed `lsn` (at once where reads go to the
+   * primary): what the HTTP layer uses to honour a client's token before the handler runs.
+   */
+  waitFor(lsn: Lsn, timeoutMs: number): Promise<number> {
+    if (!this.tracker || !this.replicaUsable()) return Promise.resolve(0);
+    return this.tracker.waitFor(lsn, timeoutMs);
+  }
+
+  /** True if this region's replica is known to have replayed `lsn` (always, without a replica). */
+  hasReplayed(lsn: Lsn): boolean {
+    return !this.tracker || this.tracker.hasReplayed(lsn);
   }
 
   /** @internal Records a commit position in `context`. */
