@@ -23,6 +23,8 @@ export {
   ReplicationTimeoutError,
   ReplicaUnavailableError,
 } from './errors.js';
+export type { InstanceRequest, RegionInstancesOptions } from './instances.js';
+export { isConnectionError, RegionInstances } from './instances.js';
 export type { Lsn } from './lsn.js';
 export { compareLsn, formatLsn, LsnFormatError, maxLsn, parseLsn, ZERO_LSN } from './lsn.js';
 export type {
