@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { bench } from './bench.js';
 import { dev } from './dev.js';
+import { migrateCommand } from './migrate.js';
 import { reportFailure } from './shared.js';
 
 const program = new Command('regional')
@@ -32,6 +33,23 @@ program
       reportFailure('dev', error);
       process.exit();
     }
+  });
+
+program
+  .command('migrate')
+  .description(
+    'run the migrations (node-pg-migrate files) against the primary, once, in the primary region only; records the WAL position replicas must replay',
+  )
+  .option('--dir <path>', 'folder of migration files', 'migrations')
+  .option('--table <name>', "node-pg-migrate's state table", 'pgmigrations')
+  .option('--dry-run', 'show what would run without running it')
+  .action(async (options) => {
+    try {
+      await migrateCommand(options);
+    } catch (error) {
+      reportFailure('migrate', error);
+    }
+    process.exit();
   });
 
 program

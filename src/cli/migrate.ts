@@ -1,0 +1,29 @@
+import { migrate } from '../migrate/index.js';
+
+export interface MigrateCommandOptions {
+  dir: string;
+  table: string;
+  dryRun?: boolean;
+}
+
+/** `regional migrate`: runs the app's migrations in the primary region, once. */
+export async function migrateCommand(options: MigrateCommandOptions): Promise<void> {
+  const outcome = await migrate({
+    dir: options.dir,
+    migrationsTable: options.table,
+    dryRun: options.dryRun,
+    log: (message) => process.stderr.write(`regional migrate: ${message.trimEnd()}\n`),
+  });
+  if (outcome.status === 'skipped') {
+    process.stdout.write(`regional migrate: ${outcome.reason}\n`);
+    return;
+  }
+  const what =
+    outcome.applied.length === 0
+      ? 'nothing to apply'
+      : `${options.dryRun ? 'would apply' : 'applied'} ${outcome.applied.length} migration${outcome.applied.length > 1 ? 's' : ''} (${outcome.applied.join(', ')})`;
+  const where = outcome.schemaLsn
+    ? `; the schema is current as of WAL position ${outcome.schemaLsn}`
+    : '';
+  process.stdout.write(`regional migrate: ${what}${where}\n`);
+}

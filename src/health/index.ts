@@ -1,0 +1,12 @@
+/**
+ * `regional/health`: liveness and readiness that know about replication. The HTTP adapters
+ * serve them; any other server can call {@link checkReadiness} itself.
+ *
+ * @example
+ * import { checkReadiness } from 'regional/health';
+ * const report = await checkReadiness({ pool });
+ * res.statusCode = report.ready ? 200 : 503;
+ */
+
+export type { CheckResult, ReadinessOptions, ReadinessReport } from './readiness.js';
+export { checkReadiness, liveness } from './readiness.js';

@@ -1,0 +1,183 @@
+import type pg from 'pg';
+import { ReplicationTimeoutError } from '../core/errors.js';
+import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
+import { schemaLsn } from '../migrate/index.js';
+import type { RegionalPool } from '../pg/pool.js';
+
+/** One check's outcome. `skipped` checks could not be judged because another one failed. */
+export interface CheckResult {
+  status: 'ok' | 'failed' | 'skipped';
+  detail: string;
+  ms: number;
+}
+
+export interface ReadinessReport {
+  ready: boolean;
+  region: string | null;
+  /** Names of the checks that failed. */
+  failed: string[];
+  checks: Record<string, CheckResult>;
+}
+
+export interface ReadinessOptions {
+  pool: RegionalPool;
+  /** The replica must replay the primary's current position within this (default: the pool's `maxWaitMs`). */
+  maxLagMs?: number;
+  /** Each check gives up after this long (default 2000 ms). */
+  timeoutMs?: number;
+  /**
+   * Where writes go through primary-region instances (procedures, statement forwarding), a
+   * check that they answer; it becomes the `primaryInstance` check.
+   */
+  pingPrimaryInstance?: () => Promise<void>;
+}
+
+const timed = async (
+  timeoutMs: number,
+  what: string,
+  work: () => Promise<string>,
+): Promise<CheckResult> => {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const detail = await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what} did not answer within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+    return { status: 'ok', detail, ms: Math.round(performance.now() - started) };
+  } catch (error) {
+    return {
+      status: 'failed',
+      detail: (error as Error).message,
+      ms: Math.round(performance.now() - started),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+const skipped = (detail: string): CheckResult => ({ status: 'skipped', detail, ms: 0 });
+
+/**
+ * Whether this instance should receive traffic: the primary answers (and is a primary), the
+ * local replica answers, is a replica, keeps up within the lag bound, and has replayed the
+ * schema `regional migrate` made current — so new code never meets the old schema on a
+ * lagging replica. Every check runs at once and none waits longer than `timeoutMs`.
+ *
+ * @example
+ * const report = await checkReadiness({ pool });
+ * // { ready: false, failed: ['schema'], checks: { schema: { status: 'failed', detail: '…' }, … } }
+ */
+export async function checkReadiness(options: ReadinessOptions): Promise<ReadinessReport> {
+  const { pool } = options;
+  const timeoutMs = options.timeoutMs ?? 2000;
+  const maxLagMs = options.maxLagMs ?? pool.config.maxWaitMs;
+  const query = <R extends pg.QueryResultRow>(target: pg.Pool, text: string) =>
+    target.query<R>({ text, query_timeout: timeoutMs } as pg.QueryConfig);
+
+  let primaryLsn: Lsn | null = null;
+  let requiredSchema: Lsn | null = null;
+  const primary = timed(timeoutMs, 'the primary', async () => {
+    const { rows } = await query<{ standby: boolean; lsn: string }>(
+      pool.primaryPool,
+      'SELECT pg_is_in_recovery() AS standby, pg_current_wal_flush_lsn()::text AS lsn',
+    );
+    const row = rows[0] as { standby: boolean; lsn: string | null };
+    if (row.standby) {
+      throw new Error(
+        'DATABASE_URL points at a server in recovery (a replica), not at the primary',
+      );
+    }
+    primaryLsn = parseLsn(row.lsn as string);
+    requiredSchema = await schemaLsn((sql) => query(pool.primaryPool, sql));
+    return `reachable, at ${row.lsn}`;
+  });
+
+  let replayed: Lsn | null = null;
+  const replicaPool = pool.replicaPool;
+  const replica = replicaPool
+    ? timed(timeoutMs, 'the replica', async () => {
+        const { rows } = await query<{ standby: boolean; lsn: string | null }>(
+          replicaPool,
+          'SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn()::text AS lsn',
+        );
+        const row = rows[0] as { standby: boolean; lsn: string | null };
+        if (!row.standby || !row.lsn) {
+          throw new Error(
+            'DATABASE_REPLICA_URL points at a primary (not in recovery), not at a replica',
+          );
+        }
+        replayed = parseLsn(row.lsn);
+        return `reachable, replayed ${row.lsn}`;
+      })
+    : Promise.resolve(skipped('no replica in this region: reads go to the primary'));
+
+  const instance = options.pingPrimaryInstance
+    ? timed(timeoutMs, 'the primary-region instance', async () => {
+        await (options.pingPrimaryInstance as () => Promise<void>)();
+        return 'answers';
+      })
+    : null;
+
+  const [primaryResult, replicaResult, instanceResult] = await Promise.all([
+    primary,
+    replica,
+    instance,
+  ]);
+  const checks: Record<string, CheckResult> = { primary: primaryResult, replica: replicaResult };
+  if (instanceResult) checks.primaryInstance = instanceResult;
+
+  if (!replicaPool) {
+    checks.lag = skipped('no replica in this region');
+    checks.schema = skipped('no replica in this region');
+  } else if (primaryResult.status !== 'ok' || replicaResult.status !== 'ok') {
+    const why = primaryResult.status !== 'ok' ? 'the primary' : 'the replica';
+    checks.lag = skipped(`cannot be judged: ${why} failed`);
+    checks.schema = skipped(`cannot be judged: ${why} failed`);
+  } else {
+    const primaryAt = primaryLsn as unknown as Lsn;
+    const schemaAt = requiredSchema as Lsn | null;
+    const replayedAt = replayed as unknown as Lsn;
+    checks.schema =
+      schemaAt === null
+        ? { status: 'ok', detail: 'no migration recorded (regional migrate has not run)', ms: 0 }
+        : replayedAt >= schemaAt
+          ? { status: 'ok', detail: `replayed the schema of ${formatLsn(schemaAt)}`, ms: 0 }
+          : {
+              status: 'failed',
+              detail: `the replica has replayed ${formatLsn(replayedAt)} but the current schema needs ${formatLsn(schemaAt)}`,
+              ms: 0,
+            };
+    checks.lag = await timed(maxLagMs + timeoutMs, 'the replica', async () => {
+      if (replayedAt >= primaryAt) return `caught up (${formatLsn(replayedAt)})`;
+      try {
+        const waited = await (pool.tracker as NonNullable<RegionalPool['tracker']>).waitFor(
+          primaryAt,
+          maxLagMs,
+        );
+        return `replayed the primary's position ${formatLsn(primaryAt)} in ${Math.round(waited)} ms`;
+      } catch (error) {
+        if (error instanceof ReplicationTimeoutError) {
+          throw new Error(
+            `the replica is more than ${maxLagMs} ms behind the primary (${error.message})`,
+          );
+        }
+        throw error;
+      }
+    });
+  }
+  const failed = Object.entries(checks)
+    .filter(([, check]) => check.status === 'failed')
+    .map(([name]) => name);
+  return { ready: failed.length === 0, region: pool.config.region, failed, checks };
+}
+
+/** Liveness: the process answers. */
+export function liveness(region: string | null): { alive: true; region: string | null } {
+  return { alive: true, region };
+}
