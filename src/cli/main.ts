@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { bench } from './bench.js';
 import { dev } from './dev.js';
+import { doctorCommand } from './doctor.js';
 import { migrateCommand } from './migrate.js';
 import { reportFailure } from './shared.js';
 
@@ -48,6 +49,25 @@ program
       await migrateCommand(options);
     } catch (error) {
       reportFailure('migrate', error);
+    }
+    process.exit();
+  });
+
+program
+  .command('doctor')
+  .description(
+    "check this instance's configuration and surroundings: variables, secret, primary and replica, lag, clocks, and that other regions share the secret",
+  )
+  .option(
+    '--peer <url...>',
+    'base URL of an instance in another region to ping (REGIONAL_PRIMARY_URL is pinged anyway)',
+  )
+  .option('--json', 'print the findings as one line of JSON')
+  .action(async (options) => {
+    try {
+      await doctorCommand(options);
+    } catch (error) {
+      reportFailure('doctor', error);
     }
     process.exit();
   });

@@ -8,5 +8,7 @@
  * res.statusCode = report.ready ? 200 : 503;
  */
 
+export type { PingAnswer, PingHandlerOptions, PingResult } from './ping.js';
+export { PING_PATH, pingHandler, pingInstance } from './ping.js';
 export type { CheckResult, ReadinessOptions, ReadinessReport } from './readiness.js';
 export { checkReadiness, liveness } from './readiness.js';
