@@ -1,6 +1,8 @@
 import net from 'node:net';
+import { pgTable, serial, text } from 'drizzle-orm/pg-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withContext } from '../core/context.js';
+import { drizzle } from '../drizzle/index.js';
 import { LocalCluster } from '../testing/cluster.js';
 import { CallRefusedError, InstancesUnreachableError, ProcedureError } from './errors.js';
 import { type App, type AppOptions, startApp } from './test-support/apps.js';
@@ -126,6 +128,11 @@ describe("statement forwarding (writes: 'forward', 20 ms one way)", () => {
     );
     expect(Array.isArray(results)).toBe(true);
     expect((await events('multi-1')) + (await events('multi-2'))).toBe(2);
+    const arrays = (await syd.pool.query({
+      text: "INSERT INTO events (body) VALUES ('arr-1') RETURNING body; INSERT INTO events (body) VALUES ('arr-2') RETURNING body, at",
+      rowMode: 'array',
+    })) as unknown as { rows: unknown[][] }[];
+    expect(arrays.map((r) => r.rows)).toEqual([[['arr-1']], [['arr-2', null]]]);
     const client = await syd.pool.connect();
     try {
       await client.query('INSERT INTO events (body) VALUES ($1)', ['from-client']);
@@ -133,6 +140,18 @@ describe("statement forwarding (writes: 'forward', 20 ms one way)", () => {
       client.release();
     }
     expect(await events('from-client')).toBe(1);
+    expect(link().stats('syd->iad postgres').connections).toBe(0);
+  });
+
+  it('Drizzle writes outside a transaction are forwarded as well', async () => {
+    const table = pgTable('events', {
+      id: serial('id').primaryKey(),
+      body: text('body').notNull(),
+    });
+    const db = drizzle(syd.pool);
+    const [row] = await db.insert(table).values({ body: 'drizzle' }).returning();
+    expect(row?.body).toBe('drizzle');
+    expect(await events('drizzle')).toBe(1);
     expect(link().stats('syd->iad postgres').connections).toBe(0);
   });
 

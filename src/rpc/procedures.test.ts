@@ -140,6 +140,7 @@ describe('procedures across regions (20 ms one way)', () => {
     link().resetStats();
     expect(await syd.procedures.call('twenty', { batch: 'procedure' })).toBe(20);
     expect(link().stats('syd->iad rpc').roundTrips).toBe(1);
+    expect(link().stats('syd->iad rpc').connections).toBe(0); // the kept-alive one
     expect(link().stats('syd->iad postgres').roundTrips).toBe(0);
 
     link().resetStats();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import pg from 'pg';
 import { currentContext } from '../core/context.js';
 import { ConfigError } from '../core/errors.js';
 import { RegionInstances, type RegionInstancesOptions } from '../core/instances.js';
@@ -144,6 +145,9 @@ interface Registered {
   options: DefineOptions;
 }
 
+/** How long {@link Procedures.listen}'s server keeps an idle connection from another instance open. */
+export const KEEP_ALIVE_MS = 65_000;
+
 const ISOLATION_LEVELS = new Set(['read committed', 'repeatable read', 'serializable']);
 
 /**
@@ -240,6 +244,9 @@ export class Procedures {
           path: `${this.config.basePath}/statement`,
           timeoutMs: this.config.timeoutMs,
           fallback: this.config.fallback,
+          types: () =>
+            (this.pool.primaryPool as unknown as { options?: { types?: unknown } }).options
+              ?.types ?? pg.types,
           onForward: () => this.counters.forwarded++,
           onFallback: (error) => this.fellBack('a forwarded statement', error),
         }),
@@ -405,6 +412,9 @@ export class Procedures {
    */
   async listen(port: number, host?: string): Promise<http.Server> {
     const server = http.createServer(this.middleware);
+    // Callers keep connections open between calls; Node's default (5 s) would close them
+    // between quiet calls and make the next one pay a new connection's round trip.
+    server.keepAliveTimeout = KEEP_ALIVE_MS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

@@ -67,9 +67,8 @@ export interface ProcedureEnvelope extends CallEnvelope {
 /** A forwarded write: `POST <basePath>/statement`. */
 export interface StatementEnvelope extends CallEnvelope {
   text: string;
-  /** The parameters, as devalue text. */
+  /** The parameters as node-postgres prepared them (text, Buffers, null), as devalue text. */
   values: string;
-  rowMode: 'array' | null;
   /** How many statements `text` holds. */
   statements: number;
 }
@@ -175,7 +174,6 @@ export function readStatementEnvelope(
     ...readCall(envelope, version),
     text: field(envelope, 'text', isString),
     values: field(envelope, 'values', isString),
-    rowMode: field(envelope, 'rowMode', (v) => v === null || v === 'array'),
     statements: field(envelope, 'statements', (v) => Number.isSafeInteger(v) && (v as number) >= 1),
   };
 }

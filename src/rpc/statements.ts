@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import pgUtils from 'pg/lib/utils.js';
 import { RegionalError } from '../core/errors.js';
 import { formatLsn, parseLsn } from '../core/lsn.js';
 import { inspectSql } from '../pg/classify.js';
@@ -25,17 +26,56 @@ import { isTransportFailure, isUndelivered, type Target, type Transport } from '
  * with retries, use a procedure.
  */
 
-type Config = pg.QueryConfig & { rowMode?: 'array' };
+type Config = pg.QueryConfig & { rowMode?: 'array'; binary?: boolean };
 
-/** What a forwarded statement's result looks like on the wire: node-postgres's fields, as plain data. */
-function plainResult(result: pg.QueryResult): pg.QueryResult {
+/**
+ * A result as it travels: rows as the text Postgres sent, parsed by the caller with its own
+ * type parsers — the query's `types` (as Drizzle gives), else the pool's — exactly as over a
+ * direct connection.
+ */
+interface WireResult {
+  command: string;
+  rowCount: number | null;
+  oid: number;
+  fields: pg.FieldDef[];
+  rows: (string | null)[][];
+}
+
+/** Type parsers that leave every value as Postgres sent it. */
+const RAW_TYPES = { getTypeParser: () => (value: string) => value };
+
+function toWire(result: pg.QueryResult): WireResult {
   return {
     command: result.command,
     rowCount: result.rowCount,
     oid: result.oid,
-    rows: result.rows,
+    // node-postgres's fields are class instances: sent as plain data.
     fields: result.fields.map((f) => ({ ...f })),
+    rows: result.rows as unknown as (string | null)[][],
   };
+}
+
+type TypeParsers = {
+  getTypeParser(oid: number, format?: 'text' | 'binary'): (v: string) => unknown;
+};
+
+function fromWire(
+  wire: WireResult,
+  rowMode: 'array' | undefined,
+  types: TypeParsers,
+): pg.QueryResult {
+  const parsers = wire.fields.map((f) => types.getTypeParser(f.dataTypeID, 'text'));
+  const parse = (value: string | null, i: number) =>
+    value === null ? null : (parsers[i] as (v: string) => unknown)(value);
+  const rows = wire.rows.map((raw) => {
+    if (rowMode === 'array') return raw.map(parse);
+    const row: Record<string, unknown> = {};
+    wire.fields.forEach((field, i) => {
+      row[field.name] = parse(raw[i] ?? null, i);
+    });
+    return row;
+  });
+  return { ...wire, rows } as pg.QueryResult;
 }
 
 export interface ForwarderDeps {
@@ -45,6 +85,8 @@ export interface ForwarderDeps {
   path: string;
   timeoutMs: number;
   fallback: 'direct' | 'off';
+  /** The type parsers of the pool's connections, for queries without their own. */
+  types(): unknown;
   onForward(): void;
   onFallback(error: InstancesUnreachableError): void;
 }
@@ -53,16 +95,19 @@ export interface ForwarderDeps {
 export function statementForwarder(deps: ForwarderDeps): WriteForwarder {
   return {
     async forward(config: Config, statements: number): Promise<CommittedWrite> {
-      if ((config as { types?: unknown }).types) {
+      if (config.binary) {
         throw new RegionalError(
-          'REGIONAL_FORWARD_TYPES',
-          'A query with its own `types` cannot be forwarded (type parsers are functions); the primary-region instance parses results with its own types.',
+          'REGIONAL_FORWARD_BINARY',
+          'A query with `binary: true` cannot be forwarded; forwarded results travel as text.',
         );
       }
       const id = randomUUID();
       const at = Date.now();
       const target = deps.target();
-      const values = encodeValue(config.values, 'the parameters of a forwarded statement');
+      // Serialised here, as node-postgres would before sending them: Dates, arrays, JSON and
+      // objects with toPostgres() become what a direct connection would have sent.
+      const prepared = config.values?.map((value) => pgUtils.prepareValue(value));
+      const values = encodeValue(prepared, 'the parameters of a forwarded statement');
       deps.onForward();
       let envelope: Awaited<ReturnType<Transport['send']>>;
       try {
@@ -80,7 +125,6 @@ export function statementForwarder(deps: ForwarderDeps): WriteForwarder {
               region: target.region,
               text: config.text,
               values,
-              rowMode: config.rowMode ?? null,
               statements,
             } satisfies StatementEnvelope),
           retryable: isUndelivered,
@@ -101,7 +145,11 @@ export function statementForwarder(deps: ForwarderDeps): WriteForwarder {
         deps.onFallback(error);
         return deps.pool.writeDirect(config, statements);
       }
-      const result = decodeValue(envelope.result) as pg.QueryResult | pg.QueryResult[];
+      const wire = decodeValue(envelope.result) as WireResult | WireResult[];
+      const types = (config.types ?? deps.types()) as TypeParsers;
+      const result = Array.isArray(wire)
+        ? wire.map((w) => fromWire(w, config.rowMode, types))
+        : fromWire(wire, config.rowMode, types);
       return { result, lsn: envelope.lsn === null ? null : parseLsn(envelope.lsn) };
     },
   };
@@ -125,13 +173,14 @@ export async function runForwardedStatement(
       'The parameters of a forwarded statement are not an array.',
     );
   }
+  // Raw text in arrays: the caller parses them with its own types, into its own row shape.
   const committed = await pool.writeDirect(
-    { text: call.text, values, ...(call.rowMode ? { rowMode: call.rowMode } : {}) },
+    { text: call.text, values, rowMode: 'array', types: RAW_TYPES },
     call.statements,
   );
   const result = Array.isArray(committed.result)
-    ? committed.result.map(plainResult)
-    : plainResult(committed.result);
+    ? committed.result.map(toWire)
+    : toWire(committed.result);
   return {
     encoded: encodeValue(result, 'the result of a forwarded statement'),
     lsn: committed.lsn === null ? null : formatLsn(committed.lsn),
