@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentContext, withContext } from '../core/context.js';
@@ -505,6 +506,45 @@ describe('when no primary-region instance answers', () => {
       expect(outcome.result.token).toBe(rows[0]?.token);
     } finally {
       hook = null;
+    }
+  });
+});
+
+describe('several instances in the primary region', () => {
+  it('an answer lost after the commit on one instance: the retry goes to the next one, which answers from the record', async () => {
+    const a = await app('iad');
+    const b = await app('iad');
+    // Instance a commits, then its answer is lost: the connection drops instead.
+    const lossy = http.createServer((req, res) => {
+      res.end = (() => {
+        req.socket.destroy();
+        return res;
+      }) as typeof res.end;
+      a.procedures.middleware(req, res);
+    });
+    await new Promise<void>((resolve) => lossy.listen(0, '127.0.0.2', resolve));
+    const port = (lossy.address() as { port: number }).port;
+    const healthy = await b.procedures.listen(port, '127.0.0.3');
+    try {
+      const caller = await sydApp({
+        primaryUrl: `http://iad.app.internal:${port}`,
+        instances: { resolveHost: async () => ['127.0.0.2', '127.0.0.3'] },
+      });
+      const body = `two-instances-${randomUUID()}`;
+      const outcome = await caller.procedures.invoke<{ token: string }>('createPost', {
+        topicId: 1,
+        body,
+      });
+      const rows = await postsWithBody(body);
+      expect(rows).toHaveLength(1);
+      expect(outcome.result.token).toBe(rows[0]?.token);
+      expect(a.procedures.stats()).toMatchObject({ executed: 1, replayed: 0 });
+      expect(b.procedures.stats()).toMatchObject({ executed: 0, replayed: 1 });
+      expect(caller.procedures.stats().retries).toBe(0); // the same attempt moved on to b
+    } finally {
+      lossy.closeAllConnections();
+      await new Promise((resolve) => lossy.close(resolve));
+      healthy.closeAllConnections();
     }
   });
 });
