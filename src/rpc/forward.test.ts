@@ -3,9 +3,9 @@ import { pgTable, serial, text } from 'drizzle-orm/pg-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withContext } from '../core/context.js';
 import { drizzle } from '../drizzle/index.js';
-import { LocalCluster } from '../testing/cluster.js';
+import type { LocalCluster } from '../testing/cluster.js';
 import { CallRefusedError, InstancesUnreachableError, ProcedureError } from './errors.js';
-import { type App, type AppOptions, startApp } from './test-support/apps.js';
+import { type App, type AppOptions, startApp, startCluster } from './test-support/apps.js';
 
 // 20 ms each way between iad (primary) and syd.
 const RTT_MS = 40;
@@ -57,16 +57,10 @@ async function closedPort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  cluster = await LocalCluster.start({
-    temporary: true,
-    regions: ['iad', 'syd'],
-    rttMs: { syd: RTT_MS },
-  });
-  await cluster.query(
-    'iad',
+  cluster = await startCluster(
+    RTT_MS,
     `CREATE TABLE events (id serial PRIMARY KEY, body text UNIQUE NOT NULL, at timestamptz, data jsonb, raw bytea)`,
   );
-  await cluster.waitForReplay('syd');
   // REGIONAL_WRITES=forward everywhere: the primary-region instance serves forwarded statements.
   const iad = await app('iad', { listen: true, pool: { writes: 'forward' } });
   rpcPort = await cluster.route({ from: 'syd', to: 'iad', port: iad.port, name: 'rpc' });

@@ -115,7 +115,12 @@ export class CallLedger {
         broken = error as Error;
         throw error;
       }
-      if (client.getTransactionStatus() !== 'I') await client.query('ROLLBACK');
+      if (client.getTransactionStatus() !== 'I') {
+        await client.query('ROLLBACK').catch((rollbackError: Error) => {
+          broken = rollbackError; // never hand back a connection stuck in a transaction
+          throw error;
+        });
+      }
       const code = (error as { code?: string }).code;
       const constraint = (error as { constraint?: string }).constraint;
       if (

@@ -3,7 +3,7 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentContext, withContext } from '../core/context.js';
-import { LocalCluster } from '../testing/cluster.js';
+import type { LocalCluster } from '../testing/cluster.js';
 import type { LatencyProxy } from '../testing/link/latency-proxy.js';
 import {
   CallRefusedError,
@@ -12,7 +12,7 @@ import {
   ProcedureNotFoundError,
 } from './errors.js';
 import type { ProcedureCall, Procedures } from './procedures.js';
-import { type App, type AppOptions, startApp } from './test-support/apps.js';
+import { type App, type AppOptions, startApp, startCluster } from './test-support/apps.js';
 
 // 20 ms each way between iad (primary) and syd (replica).
 const RTT_MS = 40;
@@ -45,6 +45,20 @@ function define(procedures: Procedures) {
     await hook?.(call);
     return { id: rows[0]?.id as number, token, at: new Date(), region: call.region };
   });
+  procedures.define(
+    'createPostRepeatableRead',
+    async (tx, input: { body: string }, call) => {
+      count('createPostRepeatableRead');
+      const token = randomUUID();
+      await tx.query('INSERT INTO posts (topic_id, body, token) VALUES (2, $1, $2)', [
+        input.body,
+        token,
+      ]);
+      await hook?.(call);
+      return { token };
+    },
+    { isolationLevel: 'repeatable read' },
+  );
   procedures.define('twenty', async (tx, input: { batch: string }) => {
     for (let n = 1; n <= 20; n++)
       await tx.query('INSERT INTO items (batch, n) VALUES ($1, $2)', [input.batch, n]);
@@ -106,21 +120,38 @@ async function postsWithBody(body: string): Promise<{ id: number; token: string 
   ).rows;
 }
 
+/** A hook that holds the first delivery until another one waits for the call's lock. */
+function holdUntilSecondDeliveryWaits(): void {
+  hook = async () => {
+    hook = null;
+    const waiting = async () =>
+      (
+        await cluster.query(
+          'iad',
+          "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+      ).rowCount ?? 0;
+    const deadline = Date.now() + 10_000;
+    while ((await waiting()) === 0 && Date.now() < deadline) await sleep(2);
+  };
+}
+
+/** Exactly one post with `body` exists, and the caller got the result of the run that wrote it. */
+async function expectRanOnce(body: string, outcome: { result: { token: string } }): Promise<void> {
+  const rows = await postsWithBody(body);
+  expect(rows).toHaveLength(1);
+  expect(outcome.result.token).toBe(rows[0]?.token);
+}
+
 beforeAll(async () => {
-  cluster = await LocalCluster.start({
-    temporary: true,
-    regions: ['iad', 'syd'],
-    rttMs: { syd: RTT_MS },
-  });
-  await cluster.query(
-    'iad',
+  cluster = await startCluster(
+    RTT_MS,
     `CREATE TABLE topics (id int PRIMARY KEY, post_count int NOT NULL DEFAULT 0);
      INSERT INTO topics (id) VALUES (1), (2);
      CREATE TABLE posts (id serial PRIMARY KEY, topic_id int NOT NULL REFERENCES topics, body text NOT NULL, token text UNIQUE NOT NULL);
      CREATE TABLE items (batch text NOT NULL, n int NOT NULL);
      CREATE TABLE visits (region text NOT NULL);`,
   );
-  await cluster.waitForReplay('syd');
   iad = await app('iad', { listen: true });
   rpcPort = await cluster.route({ from: 'syd', to: 'iad', port: iad.port, name: 'rpc' });
   rpcProxy = link().proxies.find((p) => p.name === 'syd->iad rpc') as LatencyProxy;
@@ -224,9 +255,7 @@ describe('procedures across regions (20 ms one way)', () => {
       hook = null;
       await link().restore();
       const outcome = await pending;
-      const rows = await postsWithBody(body);
-      expect(rows).toHaveLength(1);
-      expect(outcome.result.token).toBe(rows[0]?.token);
+      await expectRanOnce(body, outcome);
       expect(outcome.replayed).toBe(true);
     } finally {
       hook = null;
@@ -247,9 +276,7 @@ describe('procedures across regions (20 ms one way)', () => {
         topicId: 2,
         body,
       });
-      const rows = await postsWithBody(body);
-      expect(rows).toHaveLength(1);
-      expect(outcome.result.token).toBe(rows[0]?.token);
+      await expectRanOnce(body, outcome);
       expect(ran('createPost')).toBe(runsBefore + 1);
       expect(iad.procedures.stats().replayed).toBe(before.replayed + 1);
     } finally {
@@ -280,6 +307,7 @@ describe('procedures across regions (20 ms one way)', () => {
     const body = `twice-${randomUUID()}`;
     const id = randomUUID();
     const runsBefore = ran('createPost');
+    holdUntilSecondDeliveryWaits(); // so they really overlap
     const [a, b] = await Promise.all([
       syd.procedures.invoke('createPost', { topicId: 1, body }, { id }),
       syd.procedures.invoke('createPost', { topicId: 1, body }, { id }),
@@ -292,6 +320,21 @@ describe('procedures across regions (20 ms one way)', () => {
     const again = await syd.procedures.invoke('createPost', { topicId: 1, body }, { id });
     expect(again.result).toEqual(a.result);
     expect(ran('createPost')).toBe(runsBefore + 1);
+  });
+
+  it('under REPEATABLE READ too (the snapshot predates the lock): a second delivery rolls back and gets the first result', async () => {
+    const body = `repeatable-${randomUUID()}`;
+    const id = randomUUID();
+    const runsBefore = ran('createPostRepeatableRead');
+    holdUntilSecondDeliveryWaits();
+    const [a, b] = await Promise.all([
+      syd.procedures.invoke<{ token: string }>('createPostRepeatableRead', { body }, { id }),
+      syd.procedures.invoke<{ token: string }>('createPostRepeatableRead', { body }, { id }),
+    ]);
+    await expectRanOnce(body, a);
+    expect(b.result).toEqual(a.result);
+    // The second ran on its old snapshot, and its record insert rolled it back.
+    expect(ran('createPostRepeatableRead')).toBe(runsBefore + 2);
   });
 
   it('values JSON loses survive the trip both ways', async () => {
@@ -499,11 +542,9 @@ describe('when no primary-region instance answers', () => {
         topicId: 1,
         body,
       });
-      const rows = await postsWithBody(body);
-      expect(rows).toHaveLength(1);
+      await expectRanOnce(body, outcome);
       expect(ran('createPost')).toBe(runsBefore + 1);
       expect(outcome).toMatchObject({ via: 'fallback', replayed: true });
-      expect(outcome.result.token).toBe(rows[0]?.token);
     } finally {
       hook = null;
     }
@@ -535,9 +576,7 @@ describe('several instances in the primary region', () => {
         topicId: 1,
         body,
       });
-      const rows = await postsWithBody(body);
-      expect(rows).toHaveLength(1);
-      expect(outcome.result.token).toBe(rows[0]?.token);
+      await expectRanOnce(body, outcome);
       expect(a.procedures.stats()).toMatchObject({ executed: 1, replayed: 0 });
       expect(b.procedures.stats()).toMatchObject({ executed: 0, replayed: 1 });
       expect(caller.procedures.stats().retries).toBe(0); // the same attempt moved on to b

@@ -313,11 +313,17 @@ export class Procedures {
     const id = options.id ?? randomUUID();
     if (!isCallId(id))
       throw new ConfigError('id', `"${id}" is not a call id: 8 to 128 of A-Z a-z 0-9 _ -`);
+    const timeout = options.timeoutMs;
+    if (timeout !== undefined && !(Number.isSafeInteger(timeout) && timeout > 0))
+      throw new ConfigError(
+        'timeoutMs',
+        `must be a whole number of milliseconds > 0, got ${timeout}`,
+      );
     const region = this.remoteRegion(options.region);
+    const encodedInput = encodeValue(input, `the input of procedure "${name}"`);
     this.counters.calls++;
     // A procedure writes to the primary: let the HTTP layer react as to any write.
     currentContext().beforeWrite?.();
-    const encodedInput = encodeValue(input, `the input of procedure "${name}"`);
     let outcome: Omit<CallOutcome<unknown>, 'id'>;
     if (region === null) {
       this.counters.local++;

@@ -3,11 +3,11 @@ import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, SIGNATURE_HEADER, signRequest } from '../core/signing.js';
-import { LocalCluster } from '../testing/cluster.js';
+import type { LocalCluster } from '../testing/cluster.js';
 import { encodeValue } from './codec.js';
 import { ProtocolVersionError } from './errors.js';
 import type { Procedures } from './procedures.js';
-import { type App, type AppOptions, SECRET, startApp } from './test-support/apps.js';
+import { type App, type AppOptions, SECRET, startApp, startCluster } from './test-support/apps.js';
 
 // 20 ms each way between iad (primary) and syd.
 const RTT_MS = 40;
@@ -90,12 +90,10 @@ async function expectRefused(
 }
 
 beforeAll(async () => {
-  cluster = await LocalCluster.start({
-    temporary: true,
-    regions: ['iad', 'syd'],
-    rttMs: { syd: RTT_MS },
-  });
-  await cluster.query('iad', 'CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)');
+  cluster = await startCluster(
+    RTT_MS,
+    'CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)',
+  );
   iad = await app('iad', { listen: true, procedures: { maxBodyBytes: MAX_BODY } });
   rpcPort = await cluster.route({ from: 'syd', to: 'iad', port: iad.port, name: 'rpc' });
 });

@@ -1,11 +1,28 @@
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import { RegionalPool, type RegionalPoolOptions } from '../../pg/pool.js';
-import type { LocalCluster } from '../../testing/cluster.js';
+import { LocalCluster } from '../../testing/cluster.js';
 import { Procedures, type ProceduresOptions } from '../procedures.js';
 
 /** One secret for every app of a test file, as a deployment has. */
 export const SECRET = randomBytes(32).toString('hex');
+
+/** A primary in iad and a replica in syd, `rttMs` apart, with `schema` created and replicated. */
+export async function startCluster(rttMs: number, schema: string): Promise<LocalCluster> {
+  const cluster = await LocalCluster.start({
+    temporary: true,
+    regions: ['iad', 'syd'],
+    rttMs: { syd: rttMs },
+  });
+  try {
+    await cluster.query('iad', schema);
+    await cluster.waitForReplay('syd');
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}
 
 /** An app instance of one region: its pool, its procedures and (if asked) the port they listen on. */
 export interface App {
