@@ -3,6 +3,7 @@ import { pgTable, serial, text } from 'drizzle-orm/pg-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withContext } from '../core/context.js';
 import { drizzle } from '../drizzle/index.js';
+import { RegionalPool } from '../pg/pool.js';
 import type { LocalCluster } from '../testing/cluster.js';
 import { CallRefusedError, InstancesUnreachableError, ProcedureError } from './errors.js';
 import { type App, type AppOptions, startApp, startCluster } from './test-support/apps.js';
@@ -147,6 +148,28 @@ describe("statement forwarding (writes: 'forward', 20 ms one way)", () => {
     expect(row?.body).toBe('drizzle');
     expect(await events('drizzle')).toBe(1);
     expect(link().stats('syd->iad postgres').connections).toBe(0);
+  });
+
+  it('a pool in forward mode with nothing to carry its writes says what is missing', async () => {
+    const endpoints = cluster.endpoints('syd');
+    const pool = new RegionalPool({
+      primaryRegion: 'iad',
+      region: 'syd',
+      databaseUrl: endpoints.databaseUrl,
+      replicaUrl: endpoints.replicaUrl,
+      writes: 'forward',
+    });
+    try {
+      await expect(pool.query("INSERT INTO events (body) VALUES ('orphan')")).rejects.toMatchObject(
+        {
+          code: 'REGIONAL_NO_FORWARDER',
+          message: expect.stringMatching(/new Procedures\(\{ pool \}\)/),
+        },
+      );
+    } finally {
+      await pool.end();
+    }
+    expect(await events('orphan')).toBe(0);
   });
 
   it('SQL errors come back with their SQLSTATE', async () => {
