@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { currentContext } from '../core/context.js';
 import { inspectSql } from './classify.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
+import { forwardedTransactionError } from './forwarding.js';
 import {
   normalize,
   type QueryInput,
@@ -79,6 +80,11 @@ export class RegionalClient {
     let on: Target = chosen ?? (info.kind === 'read' ? 'replica' : 'primary');
     if (!multi || (on === 'replica' && !pool.replicaPool)) on = 'primary';
     if (on === 'replica' && !chosen) on = await pool.readTarget();
+    if (on === 'primary' && info.kind === 'write' && pool.forwardsWrites) {
+      // Forward mode: single writes travel to the primary region; a transaction cannot.
+      if (info.control === 'begin' || info.control === 'other') throw forwardedTransactionError();
+      if (!info.control) return pool.write(config, info, options) as Promise<pg.QueryResult<R>>;
+    }
     if (on === 'primary' && info.kind === 'write') currentContext().beforeWrite?.();
     const client = await this.bind(on);
     const current = this.bound as { on: Target; client: pg.PoolClient };

@@ -265,10 +265,12 @@ export async function writeWithCommitLsn(
     return { result, lsn: await flushLsn(client) };
   }
   const own = results.slice(1, -2);
-  const lsnRow = results[results.length - 1]?.rows[0] as { lsn: string } | undefined;
+  // With `rowMode: 'array'` every result of the text comes as arrays, the LSN's too.
+  const lsnRow = results[results.length - 1]?.rows[0] as { lsn: string } | [string] | undefined;
+  const lsnText = Array.isArray(lsnRow) ? lsnRow[0] : lsnRow?.lsn;
   return {
     result: own.length === 1 ? (own[0] as pg.QueryResult) : own,
-    lsn: lsnRow ? parseLsn(lsnRow.lsn) : null,
+    lsn: lsnText ? parseLsn(lsnText) : null,
   };
 }
 

@@ -10,7 +10,9 @@
 export type { StatementInfo, StatementKind, TransactionControl } from './classify.js';
 export { classifySql, inspectSql } from './classify.js';
 export { RegionalClient } from './client.js';
+export type { CommittedWrite } from './commit-lsn.js';
 export { commitWithLsn, writeWithCommitLsn } from './commit-lsn.js';
+export type { WriteForwarder, WriteMode } from './forwarding.js';
 export type {
   QueryInput,
   QueryOptions,

@@ -13,7 +13,19 @@ import type { ReplicatedSource } from '../core/source.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
 import { inspectSql, type StatementInfo } from './classify.js';
 import { RegionalClient } from './client.js';
-import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
+import {
+  type CommittedWrite,
+  commitWithLsn,
+  isConnectionFailure,
+  writeWithCommitLsn,
+} from './commit-lsn.js';
+import {
+  forwardedTransactionError,
+  missingForwarderError,
+  readWriteMode,
+  type WriteForwarder,
+  type WriteMode,
+} from './forwarding.js';
 import { replayLsnPoller } from './replay-poller.js';
 
 /** Where a statement runs. */
@@ -73,6 +85,11 @@ export interface RegionalPoolOptions extends RegionalOptions {
   config?: RegionalConfig;
   /** Receives warnings (a region without a replica, a replica going away). Default: `console.warn`. */
   onWarning?: (message: string, error?: unknown) => void;
+  /**
+   * `REGIONAL_WRITES`: how writes reach the primary from a replica region: `direct` (default)
+   * or `forward` (over the signed channel of `regional/rpc`). See {@link WriteMode}.
+   */
+  writes?: WriteMode;
 }
 
 /** Counters since the pool was made. */
@@ -173,6 +190,9 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   readonly replicaPool: pg.Pool | null;
   /** The replay tracker of this region's replica (`null` without one). */
   readonly tracker: ReplayTracker | null;
+  /** How writes reach the primary from a replica region (see {@link WriteMode}). */
+  readonly writeMode: WriteMode;
+  private forwarder: WriteForwarder | null = null;
   private readonly poller: ReturnType<typeof replayLsnPoller> | null;
   private readonly warn: (message: string, error?: unknown) => void;
   private source: string | null = null;
@@ -192,6 +212,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   constructor(options: RegionalPoolOptions = {}) {
     super();
     this.config = options.config ?? loadConfig(options);
+    this.writeMode = readWriteMode(options.writes);
     this.warn =
       options.onWarning ?? ((message, error) => console.warn(`[regional] ${message}`, error ?? ''));
     for (const warning of this.config.warnings) this.warn(warning);
@@ -310,7 +331,10 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     let on: Target = 'primary';
     if (options.readOnly && this.replicaPool && this.config.mode === 'multi')
       on = await this.readTarget();
-    if (on === 'primary' && !options.readOnly) currentContext().beforeWrite?.();
+    if (on === 'primary' && !options.readOnly) {
+      if (this.forwardsWrites) throw forwardedTransactionError();
+      currentContext().beforeWrite?.();
+    }
     const client =
       on === 'replica' ? await this.checkoutReplica() : await this.primaryPool.connect();
     if (!client) return this.transaction(fn, { ...options, readOnly: options.readOnly });
@@ -420,19 +444,45 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   ): Promise<pg.QueryResult | pg.QueryResult[]> {
     const context = currentContext();
     context.beforeWrite?.();
+    const committed = this.forwardsWrites
+      ? await (this.forwarder ?? throwMissingForwarder()).forward(config, info.statements)
+      : await this.writeDirect(config, info.statements);
+    this.counters.writes++;
+    if (committed.lsn !== null && options?.await !== false)
+      await this.observe(context, committed.lsn);
+    return committed.result;
+  }
+
+  /**
+   * @internal Runs a write over this pool's own connection to the primary and returns result
+   * and commit LSN, recording nothing: the forwarded-statement path of `regional/rpc` uses it.
+   */
+  async writeDirect(
+    config: pg.QueryConfig & { rowMode?: 'array' },
+    statements: number,
+  ): Promise<CommittedWrite> {
     const client = await this.primaryPool.connect();
-    let committed: Awaited<ReturnType<typeof writeWithCommitLsn>>;
+    let committed: CommittedWrite;
     try {
-      committed = await writeWithCommitLsn(client, config, info.statements);
+      committed = await writeWithCommitLsn(client, config, statements);
     } catch (error) {
       client.release(isConnectionFailure(error) ? (error as Error) : undefined);
       throw error;
     }
     client.release();
-    this.counters.writes++;
-    if (committed.lsn !== null && options?.await !== false)
-      await this.observe(context, committed.lsn);
-    return committed.result;
+    return committed;
+  }
+
+  /** True where writes are forwarded rather than sent over a connection of this pool. */
+  get forwardsWrites(): boolean {
+    return (
+      this.writeMode === 'forward' && this.config.mode === 'multi' && !this.config.isPrimaryRegion
+    );
+  }
+
+  /** @internal Installs what carries writes in forward mode (`regional/rpc` does this). */
+  setWriteForwarder(forwarder: WriteForwarder | null): void {
+    this.forwarder = forwarder;
   }
 
   /** @internal */
@@ -569,4 +619,8 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     else if (which === 'primary')
       this.warn(`An idle connection to the primary failed: ${error.message}`);
   }
+}
+
+function throwMissingForwarder(): never {
+  throw missingForwarderError();
 }
