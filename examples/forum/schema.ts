@@ -1,4 +1,13 @@
-import { bigint, date, integer, pgTable, primaryKey, serial, text, timestamp } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  date,
+  integer,
+  pgTable,
+  primaryKey,
+  serial,
+  text,
+  timestamp,
+} from 'drizzle-orm/pg-core';
 
 /** The forum's tables, as migrations/001_forum.sql creates them. */
 export const users = pgTable('users', {

@@ -1,10 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { desc, eq, sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
-import { notifications, posts, requestCounts, type schema, sessions, topics, users } from './schema.js';
+import {
+  notifications,
+  posts,
+  requestCounts,
+  type schema,
+  sessions,
+  topics,
+  users,
+} from './schema.js';
 
 /** Any Drizzle database over the forum's schema: Regional's, a plain one, or `withReplicas`. */
-export type ForumDb = Pick<NodePgDatabase<typeof schema>, 'select' | 'insert' | 'update' | 'delete' | 'transaction'>;
+export type ForumDb = Pick<
+  NodePgDatabase<typeof schema>,
+  'select' | 'insert' | 'update' | 'delete' | 'transaction'
+>;
 
 export interface TopicSummary {
   id: number;
@@ -31,7 +42,10 @@ export class ForumStore {
   }
 
   async topic(id: number, postLimit = 100): Promise<TopicPage | null> {
-    const [topic] = await this.db.select({ id: topics.id, title: topics.title }).from(topics).where(eq(topics.id, id));
+    const [topic] = await this.db
+      .select({ id: topics.id, title: topics.title })
+      .from(topics)
+      .where(eq(topics.id, id));
     if (!topic) return null;
     const rows = await this.db
       .select({ id: posts.id, body: posts.body, createdAt: posts.createdAt })
@@ -39,11 +53,17 @@ export class ForumStore {
       .where(eq(posts.topicId, id))
       .orderBy(desc(posts.id))
       .limit(postLimit);
-    return { ...topic, posts: rows.map((p) => ({ ...p, createdAt: new Date(p.createdAt).toISOString() })) };
+    return {
+      ...topic,
+      posts: rows.map((p) => ({ ...p, createdAt: new Date(p.createdAt).toISOString() })),
+    };
   }
 
   async createTopic(title: string, userId: number | null): Promise<number> {
-    const [row] = await this.db.insert(topics).values({ title, userId }).returning({ id: topics.id });
+    const [row] = await this.db
+      .insert(topics)
+      .values({ title, userId })
+      .returning({ id: topics.id });
     return (row as { id: number }).id;
   }
 
@@ -56,7 +76,10 @@ export class ForumStore {
         .where(eq(topics.id, topicId))
         .returning({ authorId: topics.userId });
       if (!topic) return null;
-      const [post] = await tx.insert(posts).values({ topicId, body, userId }).returning({ id: posts.id });
+      const [post] = await tx
+        .insert(posts)
+        .values({ topicId, body, userId })
+        .returning({ id: posts.id });
       const postId = (post as { id: number }).id;
       if (topic.authorId !== null && topic.authorId !== userId) {
         await tx.insert(notifications).values({ userId: topic.authorId, postId });
