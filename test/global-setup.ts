@@ -1,22 +1,34 @@
 import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TEMP_PREFIX } from '../src/testing/cluster.js';
 
-/** Postgres servers whose data directory is in a temporary test cluster. */
+// This run's own temp folder: test clusters (in os.tmpdir()) land in it, so the check below
+// sees only this run's servers, not those of another run on the same machine.
+let runDir: string | null = null;
+
+/** Postgres servers whose data directory is in this run's temp folder. */
 function leftoverServers(): string[] {
-  const marker = path.join(os.tmpdir(), TEMP_PREFIX);
+  if (!runDir) return [];
   const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
   return out
     .split('\n')
-    .filter((line) => line.includes('postgres') && line.includes(` -D ${marker}`));
+    .filter((line) => line.includes('postgres') && line.includes(` -D ${runDir}`));
+}
+
+export function setup(): void {
+  runDir = mkdtempSync(path.join(os.tmpdir(), 'regional-test-run-'));
+  // Servers run as an unprivileged user when tests run as root: it must reach this folder.
+  chmodSync(runDir, 0o755);
+  process.env.TMPDIR = runDir;
 }
 
 /** After the whole run: no test may leave a server running. */
 export async function teardown(): Promise<void> {
   for (let i = 0; i < 100 && leftoverServers().length > 0; i++) await sleep(100);
   const left = leftoverServers();
+  if (runDir && left.length === 0) rmSync(runDir, { recursive: true, force: true });
   if (left.length > 0) {
     throw new Error(
       `The test run left ${left.length} Postgres server(s) running:\n${left.join('\n')}`,
