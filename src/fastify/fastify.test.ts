@@ -1,0 +1,51 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { TestApp, TestAppAdapter } from '../../test/support/http-app.js';
+import { httpBehaviourSuite } from '../../test/support/http-suite.js';
+import { regional } from './index.js';
+
+/** The test app as a Fastify app with Regional's plugin. */
+async function fastifyApp(app: TestApp, options: object): Promise<FastifyInstance> {
+  const server = Fastify();
+  await server.register(regional, options);
+  server.post('/posts', async (request, reply) => {
+    const id = await app.createPost((request.body as { body: string }).body);
+    return reply.code(303).header('location', `/posts/${id}`).send({ id });
+  });
+  server.get('/posts/:id', async (request, reply) => {
+    const row = await app.readPost((request.params as { id: string }).id);
+    return row ? row : reply.code(404).send({ error: 'not found' });
+  });
+  server.get('/visit', async () => app.visit());
+  server.get('/touch', async () => app.visit());
+  server.get('/note-fn', async () => app.noteViaFunction());
+  server.get('/note-raw', async () => app.noteViaRawReplica());
+  server.post('/search', async () => app.search());
+  server.get('/stream-write', async (_request, reply) => {
+    // Raw streaming: the status line and headers go out before the write is tried.
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+    reply.raw.write('started\n');
+    reply.raw.end(await app.writeAfterStart());
+  });
+  return server;
+}
+
+export const fastifyAdapter: TestAppAdapter = {
+  name: 'Fastify',
+  async start(app, options) {
+    const server = await fastifyApp(app, options);
+    await server.listen({ port: 0, host: '127.0.0.1' });
+    const address = server.server.address();
+    return {
+      port: typeof address === 'object' && address ? address.port : 0,
+      regional: server.regional,
+      async close() {
+        server.server.closeAllConnections();
+        await server.close();
+        await server.regional.close();
+      },
+    };
+  },
+};
+
+httpBehaviourSuite(fastifyAdapter);
