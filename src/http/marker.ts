@@ -47,7 +47,7 @@ export class ReplayMarkers {
    * looked at, so a client's bogus header cannot hide a genuine marker.
    */
   check(method: string, path: string, header: (name: string) => string | undefined): MarkerCheck {
-    const state = flyReplayState(header(FLY_REPLAY_SRC));
+    const state = flyReplayField(header(FLY_REPLAY_SRC), 'state');
     const candidates = [
       header(REPLAY_HEADER),
       state === undefined ? undefined : Buffer.from(state, 'base64url').toString('utf8'),
@@ -63,12 +63,12 @@ export class ReplayMarkers {
   }
 }
 
-/** The `state` field of a `fly-replay-src` header (`instance=…;region=…;t=…;state=…`). */
-export function flyReplayState(value: string | undefined): string | undefined {
+/** A field of a `fly-replay-src` header (`instance=…;region=…;t=…;state=…`). */
+export function flyReplayField(value: string | undefined, name: string): string | undefined {
   if (!value) return undefined;
   for (const field of value.split(';')) {
     const eq = field.indexOf('=');
-    if (eq > 0 && field.slice(0, eq).trim() === 'state') return field.slice(eq + 1).trim();
+    if (eq > 0 && field.slice(0, eq).trim() === name) return field.slice(eq + 1).trim();
   }
   return undefined;
 }

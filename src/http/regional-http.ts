@@ -2,13 +2,27 @@ import { ConsistencyContext } from '../core/context.js';
 import { ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { readCookie, tokenCookie } from './cookie.js';
-import { REGION_HEADER, TOKEN_HEADER, timing } from './headers.js';
-import { ReplayMarkers } from './marker.js';
+import { REGION_HEADER, REPLAYED_FROM_HEADER, TOKEN_HEADER, timing } from './headers.js';
+import { FLY_REPLAY_SRC, flyReplayField, ReplayMarkers } from './marker.js';
 import { flyReplayAnswer, proxyReplay, type ReplayAnswer, type ReplaySource } from './replay.js';
 import { RequestState, type RequestView } from './request-state.js';
 import { type HttpSettings, loadHttpSettings, type RegionalHttpOptions } from './settings.js';
 import { emptyStats, type HttpStats } from './stats.js';
 import { decodeToken, encodeToken, type Positions, type TokenFailure } from './token.js';
+
+/** Where a replayed request came from, and (fly-replay) how long the replay took to arrive. */
+function replayOrigin(view: RequestView): { region: string; ms: number | null } {
+  const src = view.header(FLY_REPLAY_SRC);
+  const proxied = view.header(REPLAYED_FROM_HEADER);
+  if (proxied !== undefined || src === undefined) return { region: proxied ?? 'unknown', ms: null };
+  const micros = Number(flyReplayField(src, 't'));
+  const ms = Date.now() - micros / 1000;
+  // The platform's clock, not ours: show it only when it is plausible.
+  return {
+    region: flyReplayField(src, 'region') ?? 'unknown',
+    ms: Number.isFinite(ms) && ms >= 0 && ms < 60_000 ? ms : null,
+  };
+}
 
 const IGNORED_KEY: Record<TokenFailure, keyof HttpStats['tokensIgnored']> = {
   malformed: 'malformed',
@@ -80,6 +94,7 @@ export class RegionalHttp {
     if (marker.kind === 'untrusted') this.counters.untrustedMarkers++;
     else if (marker.kind === 'trusted') {
       state.trusted = true;
+      state.replayedFrom = replayOrigin(view);
       this.counters.replayedServed++;
     }
     if (settings.isPrimaryRegion) return state;
@@ -109,12 +124,7 @@ export class RegionalHttp {
    */
   responseHeaders(state: RequestState): [string, string][] {
     const settings = this.settings;
-    const headers: [string, string][] = [];
-    if (settings.region) headers.push([REGION_HEADER, settings.region]);
-    headers.push([
-      'server-timing',
-      timing('regional-wait', state.context.waitedMs, settings.region ?? undefined),
-    ]);
+    const headers = this.ownHeaders(state);
     const keyring = settings.keyring;
     if (!keyring || !settings.tokens || !settings.primaryRegion) return headers;
     const context = state.context;
@@ -178,19 +188,17 @@ export class RegionalHttp {
     this.counters.writeInReadFailures++;
   }
 
-  /** Region and timing headers of an answer that ran no handler here (no token: nothing ran). */
+  /** Region and timing headers, on every answer (a token is added only where a handler ran). */
   private ownHeaders(state: RequestState): [string, string][] {
+    const { region, mode, primaryRegion } = this.settings;
     const headers: [string, string][] = [];
-    if (this.settings.region) headers.push([REGION_HEADER, this.settings.region]);
-    headers.push([
-      'server-timing',
-      timing('regional-wait', state.context.waitedMs, this.settings.region ?? undefined),
-    ]);
-    if (state.replayReason && this.settings.mode === 'fly-replay')
-      headers.push([
-        'server-timing',
-        timing('regional-replay', null, `fly-replay to ${this.settings.primaryRegion}`),
-      ]);
+    if (region) headers.push([REGION_HEADER, region]);
+    const timings = [timing('regional-wait', state.context.waitedMs, region ?? undefined)];
+    const from = state.replayedFrom;
+    if (from) timings.push(timing('regional-replay', from.ms, `from ${from.region}`));
+    if (state.replayReason && mode === 'fly-replay')
+      timings.push(timing('regional-replay', null, `fly-replay to ${primaryRegion}`));
+    for (const entry of timings) headers.push(['server-timing', entry]);
     return headers;
   }
 

@@ -45,6 +45,11 @@ export class RequestState {
   onBlocked: (() => void) | undefined;
   /** Milliseconds a proxied replay took until the primary region answered. */
   replayMs: number | null = null;
+  /**
+   * For a replayed request (trusted marker): the region it came from and, where the platform
+   * says when it started replaying it (`fly-replay-src` `t`), how long ago that was.
+   */
+  replayedFrom: { region: string; ms: number | null } | null = null;
   readonly started = performance.now();
 
   constructor(
