@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
+import { describe, expect, it } from 'vitest';
 import type { TestApp, TestAppAdapter } from '../../test/support/http-app.js';
 import { httpBehaviourSuite } from '../../test/support/http-suite.js';
 import { regional } from './index.js';
@@ -49,3 +50,41 @@ export const fastifyAdapter: TestAppAdapter = {
 };
 
 httpBehaviourSuite(fastifyAdapter);
+
+describe('Fastify route marking', () => {
+  it('config.regional marks a GET as writing and a POST as reading, whatever the method', async () => {
+    const server = Fastify();
+    await server.register(regional, {
+      primaryRegion: 'iad',
+      region: 'syd',
+      mode: 'fly-replay',
+      secret: 'k'.repeat(40),
+      onWarning: () => {},
+    });
+    server.get('/logout', { config: { regional: 'write' } }, async () => ({ ran: 'syd' }));
+    server.get('/page', async () => ({ ran: 'syd' }));
+    server.post('/search', { config: { regional: 'read' } }, async () => ({ ran: 'syd' }));
+    server.post('/posts', async () => ({ ran: 'syd' }));
+    try {
+      const replayed = async (method: 'GET' | 'POST', url: string) => {
+        const response = await server.inject({
+          method,
+          url,
+          payload: method === 'POST' ? {} : undefined,
+        });
+        expect(response.headers['x-regional-region']).toBe('syd');
+        return (
+          response.statusCode === 409 &&
+          /^region=iad;state=/.test(String(response.headers['fly-replay']))
+        );
+      };
+      expect(await replayed('GET', '/logout')).toBe(true);
+      expect(await replayed('GET', '/page')).toBe(false);
+      expect(await replayed('POST', '/search')).toBe(false);
+      expect(await replayed('POST', '/posts')).toBe(true);
+      expect(server.regional.stats().replays.write).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+});

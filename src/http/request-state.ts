@@ -50,7 +50,6 @@ export class RequestState {
    * says when it started replaying it (`fly-replay-src` `t`), how long ago that was.
    */
   replayedFrom: { region: string; ms: number | null } | null = null;
-  readonly started = performance.now();
 
   constructor(
     private readonly owner: StateOwner,

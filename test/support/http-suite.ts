@@ -19,8 +19,7 @@ const SECRET = 's'.repeat(64);
 const OTHER_SECRET = 'o'.repeat(64);
 /** Generous, so that a GET after a write is answered in syd even on a loaded machine. */
 const MAX_WAIT_MS = 2000;
-/** Sequences of POST then redirected GET, and how many clients run them at once. */
-const SEQUENCES = Number(process.env.REGIONAL_HTTP_SEQUENCES ?? 1000);
+/** How many clients run the POST-then-GET sequences at once. */
 const CLIENTS = 25;
 
 interface Deployment {
@@ -139,7 +138,12 @@ async function postThenRead(
  * The behaviour every HTTP adapter must show, through the local edge on a real two-region
  * cluster (iad primary, syd replica, 50 ms each way), in both replay modes.
  */
-export function httpBehaviourSuite(adapter: TestAppAdapter): void {
+export function httpBehaviourSuite(
+  adapter: TestAppAdapter,
+  /** POST-then-redirected-GET sequences in the read-your-writes run (the acceptance asks 1000). */
+  { sequences = 1000 } = {},
+): void {
+  const SEQUENCES = sequences;
   describe(`${adapter.name} through the edge (iad primary, syd replica, 50 ms each way)`, () => {
     let cluster: LocalCluster;
     let seeded: number;
