@@ -96,33 +96,27 @@ describe('regional dev', () => {
     expect(serversIn(dir)).toEqual([]);
   });
 
+  /** Starts `regional dev --json --app` on a new directory; resolves once its JSON line is out. */
+  async function devWithApp(extra: string[]) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
+    dirs.push(dir);
+    // The directory in the command line names this run's app processes.
+    const app = `node --import tsx test/support/dev-app.ts ${dir}`;
+    const args = ['--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=40', '--app', app];
+    const child = run(['dev', '--json', ...args, ...extra]);
+    const { out, exit } = collect(child);
+    while (!out.stdout.includes('\n')) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(50);
+    }
+    const ready = JSON.parse(out.stdout) as { entries: Record<string, string> };
+    return { dir, child, out, exit, ready };
+  }
+
   it.each(['fly-replay', 'proxy'])(
     '--app starts one instance per region behind the edge (%s): a POST in syd runs in iad, the GET after it in syd sees it; SIGINT stops everything',
     async (mode) => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
-      dirs.push(dir);
-      // The directory in the command line names this run's app processes.
-      const app = `node --import tsx test/support/dev-app.ts ${dir}`;
-      const child = run([
-        'dev',
-        '--json',
-        '--dir',
-        dir,
-        '--regions',
-        'iad,syd',
-        '--rtt',
-        'syd=40',
-        '--app',
-        app,
-        '--replay',
-        mode,
-      ]);
-      const { out, exit } = collect(child);
-      while (!out.stdout.includes('\n')) {
-        if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
-        await sleep(50);
-      }
-      const ready = JSON.parse(out.stdout) as { entries: Record<string, string> };
+      const { dir, child, out, exit, ready } = await devWithApp(['--replay', mode]);
       expect(Object.keys(ready.entries)).toEqual(['iad', 'syd']);
       expect(appsIn(dir).length).toBeGreaterThanOrEqual(2);
 
@@ -144,26 +138,7 @@ describe('regional dev', () => {
   );
 
   it('--app: instances and servers are stopped even when regional dev is killed with SIGKILL', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
-    dirs.push(dir);
-    const app = `node --import tsx test/support/dev-app.ts ${dir}`;
-    const child = run([
-      'dev',
-      '--json',
-      '--dir',
-      dir,
-      '--regions',
-      'iad,syd',
-      '--rtt',
-      'syd=20',
-      '--app',
-      app,
-    ]);
-    const { out, exit } = collect(child);
-    while (!out.stdout.includes('\n')) {
-      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
-      await sleep(50);
-    }
+    const { dir, child, exit } = await devWithApp([]);
     expect(appsIn(dir).length).toBeGreaterThanOrEqual(2);
     child.kill('SIGKILL');
     await exit;

@@ -25,7 +25,7 @@ const REPLAY_MODES: readonly string[] = ['fly-replay', 'proxy'];
 async function startApps(
   cluster: LocalCluster,
   command: string,
-  mode: ReplayMode,
+  mode: ReplayMode | undefined,
   progress: (message: string) => void,
 ): Promise<{ apps: LocalApps; edge: LocalEdge }> {
   progress(`starting the app in ${cluster.topology.regions.join(', ')}: ${command}`);
@@ -84,7 +84,7 @@ export async function dev(options: DevOptions): Promise<void> {
       running = await startApps(
         cluster,
         options.app,
-        (options.replay ?? 'fly-replay') as ReplayMode,
+        options.replay as ReplayMode | undefined,
         progress,
       );
     } catch (error) {

@@ -14,7 +14,7 @@ export interface LocalAppsOptions {
   cluster: LocalCluster;
   /** Shared by every instance (`REGIONAL_SECRET`). Default: the environment's, else a random one. */
   secret?: string;
-  /** `REGIONAL_REPLAY_MODE` for the instances, unless the environment sets it. Default `fly-replay`. */
+  /** `REGIONAL_REPLAY_MODE` of the instances. Default: the environment's, else `fly-replay`. */
   mode?: ReplayMode;
   /** Base environment. Default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
@@ -25,6 +25,17 @@ export interface LocalAppsOptions {
   /** Working directory of the instances. Default: this process's. */
   cwd?: string;
 }
+
+/** Variables `LocalApps` sets per instance; the same in the base environment are dropped. */
+const REGION_VARIABLES = new Set([
+  'PRIMARY_REGION',
+  'REGION',
+  'FLY_REGION',
+  'DATABASE_URL',
+  'DATABASE_REPLICA_URL',
+  'PORT',
+  'REGIONAL_PRIMARY_URL',
+]);
 
 interface Instance {
   region: string;
@@ -143,12 +154,15 @@ export class LocalApps {
         name: 'app',
       });
       const env: Record<string, string> = {};
-      for (const [key, value] of Object.entries(base)) if (value !== undefined) env[key] = value;
+      for (const [key, value] of Object.entries(base)) {
+        // This shell's own region settings would contradict the instance's.
+        if (value !== undefined && !REGION_VARIABLES.has(key)) env[key] = value;
+      }
       Object.assign(env, cluster.env(region), {
         PORT: String(port),
         REGIONAL_SECRET: secret,
         REGIONAL_PRIMARY_URL: `http://127.0.0.1:${toPrimary}`,
-        REGIONAL_REPLAY_MODE: base.REGIONAL_REPLAY_MODE ?? this.options.mode ?? 'fly-replay',
+        REGIONAL_REPLAY_MODE: this.options.mode ?? base.REGIONAL_REPLAY_MODE ?? 'fly-replay',
       });
       // Its own process group, so that stopping it stops whatever the command started.
       const child = spawn('/bin/sh', ['-c', command], {

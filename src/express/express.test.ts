@@ -1,7 +1,6 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import http from 'node:http';
 import express from 'express';
-import type { TestApp, TestAppAdapter } from '../../test/support/http-app.js';
+import { listen, type TestApp, type TestAppAdapter } from '../../test/support/http-app.js';
 import { httpBehaviourSuite } from '../../test/support/http-suite.js';
 import { type RegionalExpress, regional } from './index.js';
 
@@ -40,17 +39,7 @@ export const expressAdapter: TestAppAdapter = {
   name: 'Express',
   async start(app, options) {
     const middleware = regional(options);
-    const server: Server = expressApp(app, middleware).listen(0, '127.0.0.1');
-    await new Promise<void>((resolve) => server.once('listening', resolve));
-    return {
-      port: (server.address() as AddressInfo).port,
-      regional: middleware.regional,
-      async close() {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-        await middleware.regional.close();
-      },
-    };
+    return listen(http.createServer(expressApp(app, middleware)), middleware.regional);
   },
 };
 

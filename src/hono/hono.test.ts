@@ -1,8 +1,8 @@
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
 import { stream } from 'hono/streaming';
-import type { TestApp, TestAppAdapter } from '../../test/support/http-app.js';
+import { listen, type TestApp, type TestAppAdapter } from '../../test/support/http-app.js';
 import { httpBehaviourSuite } from '../../test/support/http-suite.js';
 import { regional } from './index.js';
 
@@ -41,17 +41,8 @@ export const honoAdapter: TestAppAdapter = {
   name: 'Hono',
   async start(app, options) {
     const middleware = regional(options);
-    const server = createAdaptorServer({ fetch: honoApp(app, middleware).fetch });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return {
-      port: (server.address() as AddressInfo).port,
-      regional: middleware.regional,
-      async close() {
-        (server as import('node:http').Server).closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-        await middleware.regional.close();
-      },
-    };
+    const server = createAdaptorServer({ fetch: honoApp(app, middleware).fetch }) as Server;
+    return listen(server, middleware.regional);
   },
 };
 

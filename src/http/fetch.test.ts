@@ -1,7 +1,6 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
-import type { TestApp, TestAppAdapter } from '../../test/support/http-app.js';
+import { listen, type TestApp, type TestAppAdapter } from '../../test/support/http-app.js';
 import { httpBehaviourSuite } from '../../test/support/http-suite.js';
 import { regionalFetch } from './fetch.js';
 
@@ -51,17 +50,7 @@ const fetchAdapter: TestAppAdapter = {
   name: 'a Web-standard fetch handler (regionalFetch)',
   async start(app, options) {
     const handler = regionalFetch(fetchHandler(app), options);
-    const server = createAdaptorServer({ fetch: handler }) as Server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return {
-      port: (server.address() as AddressInfo).port,
-      regional: handler.regional,
-      async close() {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-        await handler.regional.close();
-      },
-    };
+    return listen(createAdaptorServer({ fetch: handler }) as Server, handler.regional);
   },
 };
 

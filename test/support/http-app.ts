@@ -1,3 +1,5 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { RegionalHttp, RegionalHttpOptions } from '../../src/http/index.js';
 import type { RegionalPool } from '../../src/pg/pool.js';
 
@@ -90,4 +92,18 @@ export interface AppHandle {
 export interface TestAppAdapter {
   name: string;
   start(app: TestApp, options: RegionalHttpOptions): Promise<AppHandle>;
+}
+
+/** Listens on a free loopback port; `close` stops the server and Regional's connections. */
+export async function listen(server: Server, regional: RegionalHttp): Promise<AppHandle> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    regional,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await regional.close();
+    },
+  };
 }

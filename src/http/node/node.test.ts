@@ -1,6 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { TestApp, TestAppAdapter } from '../../../test/support/http-app.js';
+import { listen, type TestApp, type TestAppAdapter } from '../../../test/support/http-app.js';
 import { httpBehaviourSuite } from '../../../test/support/http-suite.js';
 import { regionalNode } from './index.js';
 
@@ -50,17 +49,7 @@ export const nodeAdapter: TestAppAdapter = {
   name: 'node:http',
   async start(app, options) {
     const listener = regionalNode(handler(app), options);
-    const server = http.createServer(listener);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return {
-      port: (server.address() as AddressInfo).port,
-      regional: listener.regional,
-      async close() {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-        await listener.regional.close();
-      },
-    };
+    return listen(http.createServer(listener), listener.regional);
   },
 };
 
