@@ -35,7 +35,7 @@ function expressApp(app: TestApp, middleware: RegionalExpress): express.Express 
   return server;
 }
 
-export const expressAdapter: TestAppAdapter = {
+const expressAdapter: TestAppAdapter = {
   name: 'Express',
   async start(app, options) {
     const middleware = regional(options);

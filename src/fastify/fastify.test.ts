@@ -31,7 +31,7 @@ async function fastifyApp(app: TestApp, options: object): Promise<FastifyInstanc
   return server;
 }
 
-export const fastifyAdapter: TestAppAdapter = {
+const fastifyAdapter: TestAppAdapter = {
   name: 'Fastify',
   async start(app, options) {
     const server = await fastifyApp(app, options);

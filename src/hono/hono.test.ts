@@ -37,7 +37,7 @@ function honoApp(app: TestApp, middleware: ReturnType<typeof regional>): Hono {
   return hono;
 }
 
-export const honoAdapter: TestAppAdapter = {
+const honoAdapter: TestAppAdapter = {
   name: 'Hono',
   async start(app, options) {
     const middleware = regional(options);

@@ -45,7 +45,7 @@ function handler(app: TestApp) {
   };
 }
 
-export const nodeAdapter: TestAppAdapter = {
+const nodeAdapter: TestAppAdapter = {
   name: 'node:http',
   async start(app, options) {
     const listener = regionalNode(handler(app), options);
