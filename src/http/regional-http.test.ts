@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../core/errors.js';
 import { Keyring } from '../core/signing.js';
+import { freePort } from '../testing/ports.js';
+import { handleFetch } from './fetch.js';
 import { RegionalHttp } from './regional-http.js';
 import type { RequestView } from './request-state.js';
 import { decodeToken, encodeToken } from './token.js';
@@ -165,5 +167,37 @@ describe('tokens across requests', () => {
       ['x-regional-region', 'dev'],
       ['server-timing', 'regional-wait;dur=0.0;desc="dev"'],
     ]);
+  });
+});
+
+describe('proxy replays', () => {
+  it('answer 502 with a clear message, counted, when no primary-region instance answers', async () => {
+    const port = await freePort(); // nothing listens there
+    const http = new RegionalHttp({
+      primaryRegion: 'iad',
+      region: 'syd',
+      mode: 'proxy',
+      primaryUrl: `http://127.0.0.1:${port}`,
+      secret: SECRET,
+      onWarning: () => {},
+    });
+    try {
+      const response = await handleFetch(
+        http,
+        new Request('http://app.test/posts', { method: 'POST', body: '{}' }),
+        () => new Response('ran here'),
+      );
+      expect(response.status).toBe(502);
+      expect(response.headers.get('x-regional-region')).toBe('syd');
+      expect(await response.json()).toEqual({
+        error: {
+          code: 'REGIONAL_REPLAY_FAILED',
+          message: `Could not replay POST /posts in the primary region (iad) through http://127.0.0.1:${port}: no instance answered (ECONNREFUSED).`,
+        },
+      });
+      expect(http.stats()).toMatchObject({ replays: { write: 1 }, replayFailures: 1 });
+    } finally {
+      await http.close();
+    }
   });
 });

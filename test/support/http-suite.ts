@@ -4,6 +4,7 @@ import { LocalEdge } from '../../src/edge/edge.js';
 import {
   encodeToken,
   type HttpStats,
+  RegionalHttp,
   type RegionalHttpOptions,
   ReplayMarkers,
   type ReplayMode,
@@ -345,6 +346,39 @@ export function httpBehaviourSuite(
             String(response.headers['server-timing']),
           );
           expect(Number(sydWait?.[1])).toBeGreaterThanOrEqual(MAX_WAIT_MS - 1);
+        }
+      });
+
+      it('past the bound, the lag policy applies: error answers 503, primary runs the handler here', async () => {
+        const source = await on.pools.syd.sourceKey();
+        const far = encodeToken(new Keyring(SECRET), [[source, 1n << 62n]], 600);
+        const request = { method: 'GET', path: '/', https: false };
+        const header = (name: string) => (name === 'x-regional-token' ? far : undefined);
+        for (const lagPolicy of ['error', 'primary'] as const) {
+          const http = new RegionalHttp({
+            primaryRegion: 'iad',
+            region: 'syd',
+            mode,
+            primaryUrl: 'http://127.0.0.1:1',
+            secret: SECRET,
+            maxWaitMs: 100,
+            lagPolicy,
+            sources: [on.pools.syd],
+          });
+          const state = await http.begin({ ...request, header });
+          if (lagPolicy === 'error') {
+            expect(state.action).toBe('reject');
+            const answer = http.rejection(state);
+            expect(answer.status).toBe(503);
+            expect(String(answer.body)).toMatch(/REGIONAL_REPLICATION_TIMEOUT.*within 100 ms/);
+            expect(http.stats().tokenWaitTimeouts).toBe(1);
+          } else {
+            // Runs here; its reads wait per query (the pool's bound), not before the handler.
+            expect(state.action).toBe('run');
+            expect(state.context.position(source)).toBe(1n << 62n);
+            expect(http.stats().tokenWaits).toBe(0);
+          }
+          await http.close();
         }
       });
 
