@@ -1,6 +1,8 @@
 import http from 'node:http';
 import express from 'express';
+import { describe, expect, it } from 'vitest';
 import { listen, type TestApp, type TestAppAdapter } from '../../test/support/http-app.js';
+import { Client } from '../../test/support/http-client.js';
 import { httpBehaviourSuite } from '../../test/support/http-suite.js';
 import { type RegionalExpress, regional } from './index.js';
 
@@ -44,3 +46,36 @@ const expressAdapter: TestAppAdapter = {
 };
 
 httpBehaviourSuite(expressAdapter);
+
+describe('Express mounting order', () => {
+  it('a write behind a body parser mounted before Regional is refused with a message saying so (proxy mode)', async () => {
+    const server = express();
+    server.use(express.json());
+    const middleware = regional({
+      primaryRegion: 'iad',
+      region: 'syd',
+      mode: 'proxy',
+      primaryUrl: 'http://127.0.0.1:1',
+      secret: 'k'.repeat(40),
+      onWarning: () => {},
+    });
+    server.use(middleware);
+    server.post('/posts', (_req, res) => void res.send('ran in syd'));
+    const app = await listen(http.createServer(server), middleware.regional);
+    try {
+      const response = await new Client(`http://127.0.0.1:${app.port}`).send('POST', '/posts', {
+        json: { body: 'x' },
+      });
+      expect(response.status).toBe(500);
+      expect(response.json()).toEqual({
+        error: {
+          code: 'REGIONAL_BODY_ALREADY_READ',
+          message:
+            "POST /posts must be replayed in iad, but its body was already read: mount Regional's middleware before any body parser.",
+        },
+      });
+    } finally {
+      await app.close();
+    }
+  });
+});

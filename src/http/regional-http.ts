@@ -171,7 +171,7 @@ export class RegionalHttp {
       headers: [
         ['content-type', 'application/json; charset=utf-8'],
         ['content-length', String(Buffer.byteLength(json))],
-        ['retry-after', '1'],
+        ...(status === 503 ? ([['retry-after', '1']] as [string, string][]) : []),
         ...this.ownHeaders(state),
       ],
       body: Buffer.from(json),
