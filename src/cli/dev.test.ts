@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Client } from '../../test/support/http-client.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const bin = path.join(root, 'bin/regional.js');
@@ -24,6 +25,12 @@ function collect(child: ChildProcessWithoutNullStreams) {
   return { out, exit };
 }
 
+/** Processes of the app instances started for the cluster in `dir` (their command names it). */
+const appsIn = (dir: string) =>
+  execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes(`dev-app.ts ${dir}`));
+
 const serversIn = (dir: string) =>
   execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
     .split('\n')
@@ -36,6 +43,12 @@ describe('regional dev', () => {
     [['--rtt', 'syd=-5'], /--rtt: "syd=-5"/],
     [['--regions', 'iad,IAD'], /--regions:/],
     [['--no-such-flag'], /unknown option/],
+    [
+      ['--replay', 'redirect', '--app', 'x'],
+      /--replay: must be fly-replay or proxy, got "redirect"/,
+    ],
+    [['--replay', 'proxy'], /--replay: only applies to app instances started with --app/],
+    [['--app', ' '], /--app: give the command/],
   ])('%j exits 2 with a clear message', async (args, message) => {
     const { out, exit } = collect(run(['dev', ...args]));
     expect(await exit).toBe(2);
@@ -80,6 +93,58 @@ describe('regional dev', () => {
     expect(out.stdout).toMatch(/syd\s+replica\s+postgres:\/\/\S+\s+postgres:\/\/\S+\s+\d+ ms/);
     child.kill('SIGTERM');
     expect(await exit).toBe(0);
+    expect(serversIn(dir)).toEqual([]);
+  });
+
+  /** Starts `regional dev --json --app` on a new directory; resolves once its JSON line is out. */
+  async function devWithApp(extra: string[]) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
+    dirs.push(dir);
+    // The directory in the command line names this run's app processes.
+    const app = `node --import tsx test/support/dev-app.ts ${dir}`;
+    const args = ['--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=40', '--app', app];
+    const child = run(['dev', '--json', ...args, ...extra]);
+    const { out, exit } = collect(child);
+    while (!out.stdout.includes('\n')) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(50);
+    }
+    const ready = JSON.parse(out.stdout) as { entries: Record<string, string> };
+    return { dir, child, out, exit, ready };
+  }
+
+  it.each(['fly-replay', 'proxy'])(
+    '--app starts one instance per region behind the edge (%s): a POST in syd runs in iad, the GET after it in syd sees it; SIGINT stops everything',
+    async (mode) => {
+      const { dir, child, out, exit, ready } = await devWithApp(['--replay', mode]);
+      expect(Object.keys(ready.entries)).toEqual(['iad', 'syd']);
+      expect(appsIn(dir).length).toBeGreaterThanOrEqual(2);
+
+      const client = new Client(ready.entries.syd as string);
+      const post = await client.send('POST', '/posts', { json: { body: 'from syd' } });
+      expect(post.status, out.stderr).toBe(303);
+      expect(post.header('x-regional-region')).toBe('iad');
+      const get = await client.get(post.header('location') as string);
+      expect(get.json()).toMatchObject({ body: 'from syd', region: 'syd' });
+      expect(get.header('x-regional-region')).toBe('syd');
+      expect(out.stderr).toMatch(/\[app syd\] listening on \d+ in syd/);
+
+      child.kill('SIGINT');
+      expect(await exit).toBe(0);
+      expect(out.stdout.trim().split('\n')).toHaveLength(1);
+      expect(appsIn(dir)).toEqual([]);
+      expect(serversIn(dir)).toEqual([]);
+    },
+  );
+
+  it('--app: instances and servers are stopped even when regional dev is killed with SIGKILL', async () => {
+    const { dir, child, exit } = await devWithApp([]);
+    expect(appsIn(dir).length).toBeGreaterThanOrEqual(2);
+    child.kill('SIGKILL');
+    await exit;
+    for (let i = 0; i < 200 && (appsIn(dir).length > 0 || serversIn(dir).length > 0); i++)
+      await sleep(100);
+    expect(appsIn(dir)).toEqual([]);
     expect(serversIn(dir)).toEqual([]);
   });
 });

@@ -1,7 +1,10 @@
 import path from 'node:path';
+import { LocalApps } from '../edge/apps.js';
+import { LocalEdge } from '../edge/edge.js';
+import type { ReplayMode } from '../http/settings.js';
 import { LocalCluster } from '../testing/cluster.js';
 import { parseRttList } from '../testing/topology.js';
-import { onShutdownSignal, progressReporter, table } from './shared.js';
+import { onShutdownSignal, progressReporter, table, UsageError } from './shared.js';
 
 export interface DevOptions {
   regions?: string;
@@ -10,6 +13,36 @@ export interface DevOptions {
   dir?: string;
   json?: boolean;
   fresh?: boolean;
+  /** A command starting one app instance (per region, behind the local edge). */
+  app?: string;
+  /** `REGIONAL_REPLAY_MODE` of the app instances. */
+  replay?: string;
+}
+
+const REPLAY_MODES: readonly string[] = ['fly-replay', 'proxy'];
+
+/** The app instances and the edge in front of them, for `--app`. */
+async function startApps(
+  cluster: LocalCluster,
+  command: string,
+  mode: ReplayMode | undefined,
+  progress: (message: string) => void,
+): Promise<{ apps: LocalApps; edge: LocalEdge }> {
+  progress(`starting the app in ${cluster.topology.regions.join(', ')}: ${command}`);
+  const apps = await LocalApps.start({
+    command,
+    cluster,
+    mode,
+    // App output goes to stderr, so that stdout stays one line of JSON with --json.
+    onOutput: (region, line) => process.stderr.write(`[app ${region}] ${line}\n`),
+  });
+  try {
+    const edge = await LocalEdge.start({ apps: apps.edgeApps(), route: (r) => cluster.route(r) });
+    return { apps, edge };
+  } catch (error) {
+    await apps.stop();
+    throw error;
+  }
 }
 
 export const parseRegionList = (text: string | undefined): string[] | undefined =>
@@ -27,6 +60,14 @@ const displayPath = (dir: string) => {
 
 /** `regional dev`: starts the local multi-region cluster and keeps it up until interrupted. */
 export async function dev(options: DevOptions): Promise<void> {
+  if (options.replay !== undefined && !REPLAY_MODES.includes(options.replay))
+    throw new UsageError(`--replay: must be fly-replay or proxy, got "${options.replay}"`);
+  if (options.replay !== undefined && options.app === undefined)
+    throw new UsageError('--replay: only applies to app instances started with --app');
+  if (options.app !== undefined && !options.app.trim())
+    throw new UsageError(
+      '--app: give the command that starts one app instance, e.g. --app "node server.js"',
+    );
   const progress = progressReporter('dev');
   const started = performance.now();
   const cluster = await LocalCluster.start({
@@ -37,15 +78,31 @@ export async function dev(options: DevOptions): Promise<void> {
     fresh: options.fresh,
     onProgress: progress,
   });
+  let running: { apps: LocalApps; edge: LocalEdge } | null = null;
+  if (options.app !== undefined) {
+    try {
+      running = await startApps(
+        cluster,
+        options.app,
+        options.replay as ReplayMode | undefined,
+        progress,
+      );
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
   onShutdownSignal(async () => {
     progress('stopping');
+    await running?.edge.close();
+    await running?.apps.stop();
     await cluster.stop();
     progress('stopped');
   });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (options.json) {
     process.stdout.write(
-      `${JSON.stringify({ ...cluster.toJSON(), dir: cluster.dir, readyMs: Math.round(performance.now() - started) })}\n`,
+      `${JSON.stringify({ ...cluster.toJSON(), ...(running ? { entries: running.edge.entries } : {}), dir: cluster.dir, readyMs: Math.round(performance.now() - started) })}\n`,
     );
     progress(`ready in ${seconds}s; Ctrl-C stops`);
     return;
@@ -77,8 +134,18 @@ export async function dev(options: DevOptions): Promise<void> {
       table(rows),
       '',
       `Round trips: ${links.join(', ') || 'none (one region)'}`,
+      ...(running ? ['', appTable(running), ''] : []),
       'Press Ctrl-C to stop.',
       '',
     ].join('\n'),
   );
+}
+
+/** The entry URL clients in each region use, and the instance behind it. */
+function appTable({ apps, edge }: { apps: LocalApps; edge: LocalEdge }): string {
+  const rows = [['region', 'entry URL (the edge)', 'app instance']];
+  for (const { region, port, pid } of apps.list()) {
+    rows.push([region, edge.url(region), `pid ${pid}, port ${port}`]);
+  }
+  return table(rows);
 }

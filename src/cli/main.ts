@@ -27,6 +27,11 @@ program
   .option('--dir <path>', 'data directory, kept between runs', '.regional')
   .option('--fresh', 'delete the data directory first')
   .option('--json', 'print one line of JSON on stdout once ready, and nothing else on stdout')
+  .option(
+    '--app <command>',
+    'also start one app instance per region with this command (it must listen on PORT), behind a local edge with one entry URL per region',
+  )
+  .option('--replay <mode>', 'how app instances replay writes: fly-replay (default) or proxy')
   .action(async (options) => {
     try {
       await dev(options);

@@ -1,0 +1,213 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ReplayMode } from '../http/settings.js';
+import type { LocalCluster } from '../testing/cluster.js';
+import { freePort } from '../testing/ports.js';
+import { Watchdog } from '../testing/watchdog.js';
+
+export interface LocalAppsOptions {
+  /** The shell command that starts one app instance; it must listen on `PORT`. */
+  command: string;
+  /** The cluster whose regions the instances run in (environment, and links between regions). */
+  cluster: LocalCluster;
+  /** Shared by every instance (`REGIONAL_SECRET`). Default: the environment's, else a random one. */
+  secret?: string;
+  /** `REGIONAL_REPLAY_MODE` of the instances. Default: the environment's, else `fly-replay`. */
+  mode?: ReplayMode;
+  /** Base environment. Default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Receives each line an instance prints (stdout and stderr). */
+  onOutput?: (region: string, line: string) => void;
+  /** How long an instance may take to listen. Default 30 s. */
+  readyTimeoutMs?: number;
+  /** Working directory of the instances. Default: this process's. */
+  cwd?: string;
+}
+
+/** Variables `LocalApps` sets per instance; the same in the base environment are dropped. */
+const REGION_VARIABLES = new Set([
+  'PRIMARY_REGION',
+  'REGION',
+  'FLY_REGION',
+  'DATABASE_URL',
+  'DATABASE_REPLICA_URL',
+  'PORT',
+  'REGIONAL_PRIMARY_URL',
+]);
+
+interface Instance {
+  region: string;
+  port: number;
+  child: ChildProcess;
+  output: string[];
+}
+
+/** True while any process of the group led by `pid` lives. */
+function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * App instances for local runs: one process per region of a {@link LocalCluster}, started
+ * with that region's environment — `PRIMARY_REGION`, `REGION`, `DATABASE_URL`,
+ * `DATABASE_REPLICA_URL`, `PORT`, `REGIONAL_SECRET`, `REGIONAL_PRIMARY_URL` (the primary
+ * region's instance, through the latency link) and `REGIONAL_REPLAY_MODE`. Each runs in its
+ * own process group, which a watchdog stops even if this process dies without cleaning up.
+ *
+ * @example
+ * const apps = await LocalApps.start({ command: 'node server.js', cluster });
+ * const edge = await LocalEdge.start({ apps: apps.edgeApps(), route: (r) => cluster.route(r) });
+ * // …
+ * await edge.close();
+ * await apps.stop();
+ */
+export class LocalApps {
+  private readonly watchdog = new Watchdog();
+  private readonly instances: Instance[] = [];
+  private stopped = false;
+
+  private constructor(private readonly options: LocalAppsOptions) {}
+
+  static async start(options: LocalAppsOptions): Promise<LocalApps> {
+    if (!options.command.trim())
+      throw new TypeError('command: give the command that starts the app, e.g. "node server.js"');
+    const apps = new LocalApps(options);
+    try {
+      await apps.launch();
+    } catch (error) {
+      await apps.stop();
+      throw error;
+    }
+    return apps;
+  }
+
+  /** Each region's instance port, as the edge takes it. */
+  edgeApps(): Record<string, { port: number }> {
+    return Object.fromEntries(this.instances.map((i) => [i.region, { port: i.port }]));
+  }
+
+  /** Each region's instance: port and process id. */
+  list(): { region: string; port: number; pid: number }[] {
+    return this.instances.map((i) => ({ region: i.region, port: i.port, pid: i.child.pid ?? 0 }));
+  }
+
+  /** Stops every instance (SIGTERM to its process group, SIGKILL after 5 s). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all(
+      this.instances.map(async ({ child }) => {
+        const pid = child.pid;
+        if (!pid) return;
+        try {
+          process.kill(-pid, 'SIGTERM');
+        } catch {
+          // Already gone.
+        }
+        const deadline = Date.now() + 5_000;
+        while (groupAlive(pid) && Date.now() < deadline) await sleep(50);
+        if (groupAlive(pid)) {
+          try {
+            process.kill(-pid, 'SIGKILL');
+          } catch {
+            // Gone meanwhile.
+          }
+        }
+        this.watchdog.untrack(-pid);
+      }),
+    );
+    this.watchdog.close();
+  }
+
+  private async launch(): Promise<void> {
+    const { cluster, command } = this.options;
+    const base = this.options.env ?? process.env;
+    const secret = this.options.secret ?? base.REGIONAL_SECRET ?? randomBytes(32).toString('hex');
+    const regions = cluster.topology.regions;
+    const ports = new Map<string, number>();
+    for (const region of regions) ports.set(region, await freePort());
+    const primaryPort = ports.get(cluster.primaryRegion) as number;
+    for (const region of regions) {
+      const port = ports.get(region) as number;
+      const toPrimary = await cluster.route({
+        from: region,
+        to: cluster.primaryRegion,
+        port: primaryPort,
+        name: 'app',
+      });
+      const env: Record<string, string> = {};
+      for (const [key, value] of Object.entries(base)) {
+        // This shell's own region settings would contradict the instance's.
+        if (value !== undefined && !REGION_VARIABLES.has(key)) env[key] = value;
+      }
+      Object.assign(env, cluster.env(region), {
+        PORT: String(port),
+        REGIONAL_SECRET: secret,
+        REGIONAL_PRIMARY_URL: `http://127.0.0.1:${toPrimary}`,
+        REGIONAL_REPLAY_MODE: this.options.mode ?? base.REGIONAL_REPLAY_MODE ?? 'fly-replay',
+      });
+      // Its own process group, so that stopping it stops whatever the command started.
+      const child = spawn('/bin/sh', ['-c', command], {
+        cwd: this.options.cwd,
+        env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const instance: Instance = { region, port, child, output: [] };
+      this.instances.push(instance);
+      if (child.pid) this.watchdog.track(-child.pid, 'SIGTERM');
+      for (const stream of [child.stdout, child.stderr]) {
+        let buffer = '';
+        stream?.setEncoding('utf8');
+        stream?.on('data', (data: string) => {
+          buffer += data;
+          for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+            const line = buffer.slice(0, i);
+            buffer = buffer.slice(i + 1);
+            instance.output.push(line);
+            if (instance.output.length > 20) instance.output.shift();
+            this.options.onOutput?.(region, line);
+          }
+        });
+      }
+    }
+    await Promise.all(this.instances.map((instance) => this.ready(instance)));
+  }
+
+  private async ready(instance: Instance): Promise<void> {
+    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 30_000);
+    const { child, port, region } = instance;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `The app in ${region} exited (${child.exitCode ?? child.signalCode}) before listening on port ${port}. Its last output:\n${instance.output.join('\n') || '(none)'}`,
+        );
+      }
+      if (await accepts(port)) return;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `The app in ${region} did not listen on PORT=${port} within ${this.options.readyTimeoutMs ?? 30_000} ms. Does it read PORT? Its last output:\n${instance.output.join('\n') || '(none)'}`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+}

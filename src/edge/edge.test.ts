@@ -1,0 +1,160 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Client } from '../../test/support/http-client.js';
+import { LatencyProxy } from '../testing/link/latency-proxy.js';
+import { type EdgeRoute, LocalEdge, type LocalEdgeOptions, parseFlyReplay } from './edge.js';
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** An app instance of `region`: records what it gets; `answer` decides the response. */
+async function app(
+  region: string,
+  answer: (seen: Seen, res: http.ServerResponse) => void = (seen, res) =>
+    res.end(JSON.stringify({ region, ...seen })),
+): Promise<{ port: number; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = http.createServer(async (req, res) => {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const entry = { method: req.method ?? '', url: req.url ?? '', body, headers: req.headers };
+    seen.push(entry);
+    answer(entry, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { port: (server.address() as AddressInfo).port, seen };
+}
+
+/** Cross-region paths through latency proxies, `oneWayMs` each way. */
+function links(oneWayMs: number): { route: EdgeRoute; proxies: LatencyProxy[] } {
+  const proxies: LatencyProxy[] = [];
+  const route: EdgeRoute = async ({ from, to, port, name }) => {
+    const proxy = new LatencyProxy({ name: `${from}->${to} ${name}`, targetPort: port, oneWayMs });
+    await proxy.listen();
+    proxies.push(proxy);
+    closers.push(() => proxy.close());
+    return proxy.port;
+  };
+  return { route, proxies };
+}
+
+async function edge(options: LocalEdgeOptions): Promise<LocalEdge> {
+  const started = await LocalEdge.start(options);
+  closers.push(() => started.close());
+  return started;
+}
+
+const replayToIad = (_seen: Seen, res: http.ServerResponse) => {
+  res.writeHead(409, { 'fly-replay': 'region=iad;state=abc123', 'content-length': '0' });
+  res.end();
+};
+
+describe('LocalEdge', () => {
+  it('sends each entry port to its own region, directly, with forwarding headers', async () => {
+    const iad = await app('iad');
+    const syd = await app('syd');
+    const { route, proxies } = links(50);
+    const local = await edge({ apps: { iad: { port: iad.port }, syd: { port: syd.port } }, route });
+    const response = await new Client(local.url('syd')).send('POST', '/x?y=1', { json: { a: 1 } });
+    expect(response.json()).toMatchObject({
+      region: 'syd',
+      method: 'POST',
+      url: '/x?y=1',
+      body: '{"a":1}',
+    });
+    expect(syd.seen[0]?.headers).toMatchObject({
+      'x-forwarded-proto': 'http',
+      via: '1.1 regional-edge',
+    });
+    expect(iad.seen).toEqual([]);
+    expect(proxies).toEqual([]);
+    expect(Object.keys(local.entries)).toEqual(['iad', 'syd']);
+  });
+
+  it('honours fly-replay: re-sends the same request with fly-replay-src to the named region, through the link', async () => {
+    const iad = await app('iad');
+    const syd = await app('syd', replayToIad);
+    const { route, proxies } = links(50);
+    const local = await edge({ apps: { iad: { port: iad.port }, syd: { port: syd.port } }, route });
+    const started = performance.now();
+    const response = await new Client(local.url('syd')).send('PUT', '/posts/1', {
+      json: { body: 'hello' },
+      headers: { 'x-custom': 'kept' },
+    });
+    const elapsed = performance.now() - started;
+    expect(response.status).toBe(200);
+    expect(response.json()).toMatchObject({
+      region: 'iad',
+      method: 'PUT',
+      url: '/posts/1',
+      body: '{"body":"hello"}',
+    });
+    const replayed = iad.seen[0] as Seen;
+    expect(replayed.headers['x-custom']).toBe('kept');
+    expect(replayed.headers['fly-replay-src']).toMatch(
+      /^instance=syd-app;region=syd;t=\d+;state=abc123$/,
+    );
+    // One round trip across a link of 50 ms each way, at least.
+    expect(elapsed).toBeGreaterThanOrEqual(100);
+    expect(proxies.map((p) => p.name)).toEqual(['syd->iad edge']);
+    expect(proxies[0]?.stats().roundTrips).toBeGreaterThanOrEqual(1);
+    expect(local.stats()).toEqual({ requests: 1, replays: 1, failures: 0 });
+  });
+
+  it('refuses to replay a body over the limit, an unknown region, and endless replays', async () => {
+    const iad = await app('iad', replayToIad);
+    const syd = await app('syd', replayToIad);
+    const elsewhere = await app('cdg', (_seen, res) => {
+      res.writeHead(409, { 'fly-replay': 'region=lhr' });
+      res.end();
+    });
+    const local = await edge({
+      apps: { iad: { port: iad.port }, syd: { port: syd.port }, cdg: { port: elsewhere.port } },
+      maxReplayBodyBytes: 1024,
+    });
+    const big = await new Client(local.url('syd')).send('POST', '/upload', {
+      json: { data: 'x'.repeat(2000) },
+    });
+    expect(big.status).toBe(413);
+    expect(big.text).toMatch(/over 1024 bytes and cannot be replayed/);
+    // The app still got the whole body, streamed.
+    expect(syd.seen[0]?.body.length).toBeGreaterThan(2000);
+    const unknown = await new Client(local.url('cdg')).get('/');
+    expect(unknown.status).toBe(502);
+    expect(unknown.text).toMatch(/fly-replay names region "lhr", which has no app/);
+    const loop = await new Client(local.url('syd')).get('/');
+    expect(loop.status).toBe(508);
+    expect(local.stats().failures).toBe(3);
+  });
+
+  it('answers 502 when a region app does not answer, and passes a client fly-replay-src on untouched', async () => {
+    const iad = await app('iad');
+    const local = await edge({ apps: { iad: { port: iad.port }, syd: { port: 1 } } });
+    expect((await new Client(local.url('syd')).get('/')).status).toBe(502);
+    await new Client(local.url('iad')).get('/', { headers: { 'fly-replay-src': 'state=forged' } });
+    expect(iad.seen[0]?.headers['fly-replay-src']).toBe('state=forged');
+  });
+
+  it('reads fly-replay fields as Fly.io writes them', () => {
+    expect(parseFlyReplay('region=iad')).toEqual({ region: 'iad' });
+    expect(parseFlyReplay('region="iad,ord";state=xyz;elsewhere=true')).toEqual({
+      region: 'iad',
+      state: 'xyz',
+    });
+    expect(parseFlyReplay('instance=00bb33ff')).toEqual({});
+  });
+});

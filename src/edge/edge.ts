@@ -1,0 +1,285 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, type Dispatcher } from 'undici';
+import { HOP_BY_HOP, hasBody } from '../http/headers.js';
+
+/** Where a region's app instance listens, as reached from within its own region. */
+export interface EdgeApp {
+  port: number;
+  host?: string;
+}
+
+/** A path from region `from` to a TCP port in region `to`: the port to connect to. */
+export type EdgeRoute = (route: {
+  from: string;
+  to: string;
+  port: number;
+  name: string;
+}) => Promise<number>;
+
+export interface LocalEdgeOptions {
+  /** Each region's app instance. */
+  apps: Readonly<Record<string, EdgeApp>>;
+  /**
+   * How the edge in one region reaches an app in another: with a `LocalCluster`,
+   * `(r) => cluster.route(r)` sends it through the latency link. Default: directly.
+   */
+  route?: EdgeRoute;
+  /** Entry ports by region (default: free ports). */
+  ports?: Readonly<Record<string, number>>;
+  /** Largest request body kept so the request can be replayed (default 1 MiB, as on Fly.io). */
+  maxReplayBodyBytes?: number;
+  /** `fly-replay` answers followed for one request before giving up (default 3). */
+  maxReplays?: number;
+}
+
+/** Counters since the edge started. */
+export interface LocalEdgeStats {
+  requests: number;
+  /** Requests re-sent to another region because the app answered `fly-replay`. */
+  replays: number;
+  /** Requests answered by the edge itself with an error (app unreachable, replay refused). */
+  failures: number;
+}
+
+const ONE_MIB = 1024 * 1024;
+
+/** The fields of a `fly-replay` answer header the edge honours. */
+export function parseFlyReplay(value: string): { region?: string; state?: string } {
+  const out: { region?: string; state?: string } = {};
+  for (const field of value.split(';')) {
+    const eq = field.indexOf('=');
+    if (eq < 0) continue;
+    const name = field.slice(0, eq).trim();
+    const raw = field.slice(eq + 1).trim();
+    const text = raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
+    if (name === 'region') out.region = text.split(',')[0]?.trim();
+    if (name === 'state') out.state = text;
+  }
+  return out;
+}
+
+/**
+ * A small stand-in for a platform's proxy (Fly.io's), for local runs and tests: one entry
+ * port per region, sending each client to that region's app instance, and honouring
+ * `fly-replay: region=<r>` answers by re-sending the request — same method, path, headers and
+ * body, plus `fly-replay-src` with the `state` the app gave — to region `r`'s instance,
+ * through the latency link between the two regions. Bodies over 1 MiB cannot be replayed
+ * (as on Fly.io). A client's own `fly-replay-src` header is passed on as is: the app must
+ * not trust it unless it verifies it.
+ *
+ * @example
+ * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, route: (r) => cluster.route(r) });
+ * await fetch(`${edge.url('syd')}/posts`, { method: 'POST', body });
+ * await edge.close();
+ */
+export class LocalEdge {
+  private readonly servers = new Map<string, http.Server>();
+  private readonly targets = new Map<string, Promise<number>>();
+  private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
+  private readonly counters: LocalEdgeStats = { requests: 0, replays: 0, failures: 0 };
+  private readonly maxBody: number;
+  private readonly maxReplays: number;
+
+  private constructor(private readonly options: LocalEdgeOptions) {
+    this.maxBody = options.maxReplayBodyBytes ?? ONE_MIB;
+    this.maxReplays = options.maxReplays ?? 3;
+  }
+
+  static async start(options: LocalEdgeOptions): Promise<LocalEdge> {
+    const regions = Object.keys(options.apps);
+    if (regions.length === 0)
+      throw new TypeError('apps: give at least one region, e.g. { iad: { port: 3000 } }');
+    for (const [region, app] of Object.entries(options.apps)) {
+      if (!Number.isInteger(app.port) || app.port <= 0 || app.port > 65535)
+        throw new TypeError(`apps.${region}.port: ${app.port} is not a TCP port`);
+    }
+    const edge = new LocalEdge(options);
+    try {
+      for (const region of regions) await edge.listen(region, options.ports?.[region] ?? 0);
+    } catch (error) {
+      await edge.close();
+      throw error;
+    }
+    return edge;
+  }
+
+  /** The entry URL of `region`: what a client in that region connects to. */
+  url(region: string): string {
+    const server = this.servers.get(region);
+    if (!server)
+      throw new Error(
+        `The edge has no region "${region}" (regions: ${[...this.servers.keys()].join(', ')})`,
+      );
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** Entry URLs of every region. */
+  get entries(): Record<string, string> {
+    return Object.fromEntries([...this.servers.keys()].map((region) => [region, this.url(region)]));
+  }
+
+  stats(): LocalEdgeStats {
+    return { ...this.counters };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      [...this.servers.values()].map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      ),
+    );
+    this.servers.clear();
+    await this.agent.close();
+  }
+
+  private async listen(region: string, port: number): Promise<void> {
+    const server = http.createServer((req, res) => {
+      this.handle(region, req, res).catch((error) => res.destroy(error as Error));
+    });
+    server.keepAliveTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.servers.set(region, server);
+  }
+
+  /** The port that reaches `to`'s app from the edge in `from` (through the link if they differ). */
+  private portFor(from: string, to: string): Promise<number> {
+    const key = `${from}>${to}`;
+    let port = this.targets.get(key);
+    if (!port) {
+      const app = this.options.apps[to] as EdgeApp;
+      port =
+        from === to || !this.options.route
+          ? Promise.resolve(app.port)
+          : this.options.route({ from, to, port: app.port, name: 'edge' });
+      this.targets.set(key, port);
+    }
+    return port;
+  }
+
+  private async handle(
+    entry: string,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+  ): Promise<void> {
+    this.counters.requests++;
+    const { body, replayable } = await readBody(req, this.maxBody);
+    let region = entry;
+    let replaySource: string | undefined;
+    for (let hops = 0; ; hops++) {
+      const app = this.options.apps[region] as EdgeApp;
+      let response: Dispatcher.ResponseData;
+      try {
+        const port = await this.portFor(entry, region);
+        response = await this.agent.request({
+          origin: `http://${app.host ?? '127.0.0.1'}:${port}`,
+          method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+          path: req.url ?? '/',
+          headers: forwardHeaders(req, replaySource),
+          body,
+        });
+      } catch (error) {
+        return this.fail(
+          res,
+          502,
+          `edge: the app in ${region} did not answer: ${(error as Error).message}`,
+        );
+      }
+      const replay = response.headers['fly-replay'];
+      if (replay === undefined) return relay(response, res);
+      await response.body.dump();
+      const target = parseFlyReplay(Array.isArray(replay) ? (replay[0] as string) : replay);
+      if (!target.region || !this.options.apps[target.region])
+        return this.fail(
+          res,
+          502,
+          `edge: fly-replay names region "${target.region ?? ''}", which has no app`,
+        );
+      if (!replayable)
+        return this.fail(
+          res,
+          413,
+          `edge: the request body is over ${this.maxBody} bytes and cannot be replayed`,
+        );
+      if (hops >= this.maxReplays)
+        return this.fail(
+          res,
+          508,
+          `edge: more than ${this.maxReplays} fly-replay answers for one request`,
+        );
+      this.counters.replays++;
+      replaySource = [
+        `instance=${region}-app`,
+        `region=${region}`,
+        `t=${Date.now() * 1000}`,
+        ...(target.state === undefined ? [] : [`state=${target.state}`]),
+      ].join(';');
+      region = target.region;
+    }
+  }
+
+  private fail(res: http.ServerResponse, status: number, message: string): void {
+    this.counters.failures++;
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end(`${message}\n`);
+  }
+}
+
+function forwardHeaders(req: http.IncomingMessage, replaySource: string | undefined) {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+  }
+  const address = req.socket.remoteAddress ?? '127.0.0.1';
+  headers['x-forwarded-for'] = headers['x-forwarded-for']
+    ? `${headers['x-forwarded-for']}, ${address}`
+    : address;
+  headers['x-forwarded-proto'] = 'http';
+  headers.via = '1.1 regional-edge';
+  if (replaySource) headers['fly-replay-src'] = replaySource;
+  return headers;
+}
+
+/** The body, kept whole when it is small enough to replay; otherwise streamed on once. */
+async function readBody(
+  req: http.IncomingMessage,
+  limit: number,
+): Promise<{ body: Buffer | Readable | null; replayable: boolean }> {
+  if (!hasBody((name) => req.headers[name] as string | undefined))
+    return { body: null, replayable: true };
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const iterator = req[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  for (;;) {
+    const { value, done } = await iterator.next();
+    if (done) return { body: Buffer.concat(chunks), replayable: true };
+    chunks.push(value);
+    size += value.length;
+    if (size > limit) {
+      async function* rest() {
+        yield* chunks;
+        for (let next = await iterator.next(); !next.done; next = await iterator.next())
+          yield next.value;
+      }
+      return { body: Readable.from(rest()), replayable: false };
+    }
+  }
+}
+
+async function relay(response: Dispatcher.ResponseData, res: http.ServerResponse): Promise<void> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+  }
+  res.writeHead(response.statusCode, headers);
+  await pipeline(response.body, res).catch((error) => res.destroy(error as Error));
+}
