@@ -38,7 +38,7 @@ export function regional(options: RegionalHttp | RegionalHttpOptions = {}): Regi
   const middleware: MiddlewareHandler = async (c, next) => {
     const request = c.req.raw;
     const state = await core.begin(webView(request));
-    if (state.action === 'reject') return answerResponse(core.rejection(state));
+    if (state.action === 'answer') return answerResponse(core.answer(state));
     if (state.action === 'replay')
       return answerResponse(await core.replay(state, webReplaySource(request, state)));
     await runInContext(state.context, next);

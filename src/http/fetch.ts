@@ -76,7 +76,7 @@ export async function handleFetch(
   next: FetchHandler,
 ): Promise<Response> {
   const state = await regional.begin(webView(request));
-  if (state.action === 'reject') return answerResponse(regional.rejection(state));
+  if (state.action === 'answer') return answerResponse(regional.answer(state));
   if (state.action === 'replay')
     return answerResponse(await regional.replay(state, webReplaySource(request, state)));
   let response: Response | undefined;

@@ -2,6 +2,7 @@ import { ConsistencyContext } from '../core/context.js';
 import { ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { readCookie, tokenCookie } from './cookie.js';
+import { RegionalEndpoints } from './endpoints.js';
 import { REGION_HEADER, REPLAYED_FROM_HEADER, TOKEN_HEADER, timing } from './headers.js';
 import { FLY_REPLAY_SRC, flyReplayField, ReplayMarkers } from './marker.js';
 import { flyReplayAnswer, proxyReplay, type ReplayAnswer, type ReplaySource } from './replay.js';
@@ -50,6 +51,7 @@ const IGNORED_KEY: Record<TokenFailure, keyof HttpStats['tokensIgnored']> = {
 export class RegionalHttp {
   readonly settings: HttpSettings;
   private readonly markers: ReplayMarkers | null;
+  private readonly endpoints: RegionalEndpoints;
   private readonly counters = emptyStats();
   private sourceKeys: Map<string, ReplicatedSource> | null = null;
   private sourceKeysPending: Promise<Map<string, ReplicatedSource>> | null = null;
@@ -57,6 +59,14 @@ export class RegionalHttp {
   constructor(options: RegionalHttpOptions = {}) {
     this.settings = loadHttpSettings(options);
     this.markers = this.settings.keyring ? new ReplayMarkers(this.settings.keyring) : null;
+    this.endpoints = new RegionalEndpoints(
+      this.settings.region,
+      this.settings.keyring,
+      this.settings.sources,
+      options.health,
+      this.settings.instances,
+      this.settings.mode === 'proxy',
+    );
     if (
       !this.settings.isPrimaryRegion &&
       this.settings.tokens &&
@@ -85,6 +95,9 @@ export class RegionalHttp {
   async begin(view: RequestView): Promise<RequestState> {
     this.counters.requests++;
     const settings = this.settings;
+    // Regional's own endpoints (health, ping) answer before any token, wait or replay.
+    const own = this.endpoints.match(view);
+    if (own) return new RequestState(this, view, new ConsistencyContext()).respond(await own);
     const positions = this.readTokens(view);
     const state = new RequestState(this, view, new ConsistencyContext(positions));
     const markers = this.markers;
@@ -158,8 +171,9 @@ export class RegionalHttp {
     return answer;
   }
 
-  /** The answer to a request refused by the lag policy `error`. */
-  rejection(state: RequestState): ReplayAnswer {
+  /** The answer Regional gives itself: one of its own endpoints, or a refusal (lag policy `error`). */
+  answer(state: RequestState): ReplayAnswer {
+    if (state.prepared) return state.prepared;
     const { status, code, message } = state.rejection ?? {
       status: 500,
       code: 'REGIONAL_INTERNAL',

@@ -1,6 +1,7 @@
 import type { ConsistencyContext } from '../core/context.js';
 import { isReadOnlyError, WriteInReadError } from './errors.js';
 import { hasBody } from './headers.js';
+import type { ReplayAnswer } from './replay.js';
 
 /** What the core needs to know of a request, whatever the framework. */
 export interface RequestView {
@@ -31,10 +32,13 @@ export interface StateOwner {
  * Adapters create it with `RegionalHttp.begin` and tell it when the response has started.
  */
 export class RequestState {
-  action: 'run' | 'replay' | 'reject' = 'run';
+  /** `answer`: Regional answers itself (a refusal, or one of its own endpoints); the handler does not run. */
+  action: 'run' | 'replay' | 'answer' = 'run';
   replayReason: ReplayReason | null = null;
-  /** For `reject`: the status and message to answer with. */
+  /** For a refusal: the status and message to answer with. */
   rejection: { status: number; code: string; message: string } | null = null;
+  /** For one of Regional's own endpoints (health, ping): the answer, ready. */
+  prepared: ReplayAnswer | null = null;
   /** A genuine replay marker: this request was replayed here and is never replayed again. */
   trusted = false;
   /** Set by the adapter once the response's status and headers have gone out. */
@@ -64,8 +68,15 @@ export class RequestState {
   }
 
   reject(status: number, code: string, message: string): this {
-    this.action = 'reject';
+    this.action = 'answer';
     this.rejection = { status, code, message };
+    return this;
+  }
+
+  /** Answers with `answer` instead of running the handler (Regional's own endpoints). */
+  respond(answer: ReplayAnswer): this {
+    this.action = 'answer';
+    this.prepared = answer;
     return this;
   }
 

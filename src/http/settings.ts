@@ -3,6 +3,7 @@ import { RegionInstances } from '../core/instances.js';
 import { Keyring } from '../core/signing.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { type CookieSettings, cookieSettings, type TokenCookieOptions } from './cookie.js';
+import type { HealthOptions } from './endpoints.js';
 import { RouteRules, type RouteSpec } from './routes.js';
 
 /**
@@ -65,6 +66,12 @@ export interface RegionalHttpOptions {
   onWarning?: (message: string) => void;
   /** Read instead of `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Readiness (`/_regional/health/ready`): which pool to check and the bounds. Default: the
+   * first `RegionalPool` among `sources`. `false` turns the check off (the endpoint then always
+   * answers ready).
+   */
+  health?: HealthOptions | false;
 }
 
 /** The resolved, validated settings of a {@link RegionalHttp}. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Keyring } from '../../src/core/signing.js';
+import { Keyring, SIGNATURE_HEADER, signRequest } from '../../src/core/signing.js';
 import { LocalEdge } from '../../src/edge/edge.js';
 import {
   encodeToken,
@@ -367,8 +367,8 @@ export function httpBehaviourSuite(
           });
           const state = await http.begin({ ...request, header });
           if (lagPolicy === 'error') {
-            expect(state.action).toBe('reject');
-            const answer = http.rejection(state);
+            expect(state.action).toBe('answer');
+            const answer = http.answer(state);
             expect(answer.status).toBe(503);
             expect(String(answer.body)).toMatch(/REGIONAL_REPLICATION_TIMEOUT.*within 100 ms/);
             expect(http.stats().tokenWaitTimeouts).toBe(1);
@@ -431,6 +431,56 @@ export function httpBehaviourSuite(
           expect(after.replayedServed - before.replayedServed).toBe(1);
           expect(after.untrustedMarkers - before.untrustedMarkers).toBe(1);
           expect(after.replays.write - before.replays.write).toBe(1);
+        }
+      });
+
+      it("serves Regional's health endpoints and the signed ping in syd, before any replay or wait", async () => {
+        const client = on.client();
+        const live = await client.get('/_regional/health/live');
+        expect(live.status).toBe(200);
+        expect(live.json()).toEqual({ alive: true, region: 'syd' });
+        const ready = await client.get('/_regional/health/ready');
+        expect(ready.status, ready.text).toBe(200);
+        const report = ready.json<{ ready: boolean; checks: Record<string, { status: string }> }>();
+        expect(report.ready).toBe(true);
+        expect(Object.keys(report.checks)).toEqual(
+          expect.arrayContaining([
+            'primary',
+            'replica',
+            'lag',
+            'schema',
+            ...(mode === 'proxy' ? ['primaryInstance'] : []),
+          ]),
+        );
+        const unsigned = await client.get('/_regional/ping');
+        expect(unsigned.status).toBe(401);
+        const signed = await client.get('/_regional/ping', {
+          headers: {
+            [SIGNATURE_HEADER]: signRequest(new Keyring(SECRET), {
+              method: 'GET',
+              path: '/_regional/ping',
+              body: '',
+            }),
+          },
+        });
+        expect(signed.status).toBe(200);
+        expect(signed.json()).toMatchObject({
+          region: 'syd',
+          keyId: new Keyring(SECRET).current.id,
+        });
+      });
+
+      it('readiness fails with 503, naming the check, when the syd replica is down', async () => {
+        await cluster.server('syd').stop();
+        try {
+          const ready = await on.client().get('/_regional/health/ready');
+          expect(ready.status).toBe(503);
+          expect(ready.json()).toMatchObject({ ready: false, failed: ['replica'], region: 'syd' });
+          // Liveness is only about the process.
+          expect((await on.client().get('/_regional/health/live')).status).toBe(200);
+        } finally {
+          await cluster.server('syd').start();
+          await cluster.waitForReplay('syd');
         }
       });
 

@@ -81,7 +81,7 @@ export class NodeExchange {
         `${state.view.method} ${state.view.path} must be replayed in ${regional.settings.primaryRegion}, but its body was already read: mount Regional's middleware before any body parser.`,
       );
     }
-    if (state.action === 'reject') return writeAnswer(this.res, regional.rejection(state));
+    if (state.action === 'answer') return writeAnswer(this.res, regional.answer(state));
     return writeAnswer(this.res, await regional.replay(state, this.replaySource()));
   }
 
