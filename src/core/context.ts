@@ -19,9 +19,30 @@ export class ConsistencyContext {
    * request that turns out to write; throwing here stops the write.
    */
   beforeWrite: (() => void) | undefined;
+  /**
+   * Writes made in a detached context (see {@link detached}) are fire-and-forget: their
+   * positions are not recorded and they never make a read request replay.
+   */
+  readonly detached: boolean;
 
-  constructor(positions?: Iterable<readonly [string, bigint]>) {
+  constructor(
+    positions?: Iterable<readonly [string, bigint]>,
+    options: { detached?: boolean } = {},
+  ) {
     if (positions) for (const [source, position] of positions) this.positions.set(source, position);
+    this.detached = options.detached ?? false;
+  }
+
+  /**
+   * Called by every part just before it sends a write to the primary. A write whose position
+   * will be recorded (`awaitReplication`, outside a detached context) first passes
+   * `beforeWrite` (which may stop it); a fire-and-forget one does not. Returns whether to
+   * record the write's position.
+   */
+  startWrite(awaitReplication = true): boolean {
+    if (this.detached || !awaitReplication) return false;
+    this.beforeWrite?.();
+    return true;
   }
 
   /** The position recorded for `source`, if any. */
@@ -100,6 +121,23 @@ export function withContext<T>(fn: () => T, options: RunOptions = {}): T {
     for (const [source, position] of options.positions) context.observe(source, position);
     context.advanced = false;
   }
+  return globals.storage.run(context, fn);
+}
+
+/**
+ * Runs `fn` detached: its writes are fire-and-forget — sent to the primary, not recorded, and
+ * allowed in read requests of replica regions without replaying them — like `{ await: false }`
+ * on a single query, but for any code (an ORM call, a helper). Its reads still wait for the
+ * positions of the context it was called in. For request counters, "last seen" times, logs.
+ *
+ * @example
+ * void detached(() => db.update(users).set({ lastSeenAt: new Date() }).where(eq(users.id, id)))
+ *   .catch((error) => console.warn('last seen not recorded', error));
+ */
+export function detached<T>(fn: () => T): T {
+  const context = new ConsistencyContext(activeContext()?.entries() ?? globals.process.entries(), {
+    detached: true,
+  });
   return globals.storage.run(context, fn);
 }
 

@@ -14,6 +14,7 @@ export {
   activeContext,
   ConsistencyContext,
   currentContext,
+  detached,
   runInContext,
   withContext,
 } from './context.js';

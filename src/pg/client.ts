@@ -70,7 +70,9 @@ export class RegionalClient {
       if (info.control === 'commit' && bound.on === 'primary' && multi) {
         const { result, lsn } = await this.guard(bound, commitWithLsn(bound.client));
         pool.countWrite();
-        if (lsn !== null && options?.await !== false) await pool.observe(currentContext(), lsn);
+        const context = currentContext();
+        if (lsn !== null && options?.await !== false && !context.detached)
+          await pool.observe(context, lsn);
         return result as pg.QueryResult<R>;
       }
       return this.guard(bound, send<R>(bound.client, config));
@@ -85,7 +87,10 @@ export class RegionalClient {
       if (info.control === 'begin' || info.control === 'other') throw forwardedTransactionError();
       if (!info.control) return pool.write(config, info, options) as Promise<pg.QueryResult<R>>;
     }
-    if (on === 'primary' && info.kind === 'write') currentContext().beforeWrite?.();
+    const record =
+      on === 'primary' &&
+      info.kind === 'write' &&
+      currentContext().startWrite(options?.await !== false);
     const client = await this.bind(on);
     const current = this.bound as { on: Target; client: pg.PoolClient };
 
@@ -95,8 +100,7 @@ export class RegionalClient {
         writeWithCommitLsn(client, config, info.statements),
       );
       pool.countWrite();
-      if (committed.lsn !== null && options?.await !== false)
-        await pool.observe(currentContext(), committed.lsn);
+      if (committed.lsn !== null && record) await pool.observe(currentContext(), committed.lsn);
       return committed.result as pg.QueryResult<R>;
     }
     try {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countersTable, countStaleReads } from '../../test/support/consistency.js';
-import { currentContext, withContext } from '../core/context.js';
+import { currentContext, detached, withContext } from '../core/context.js';
 import { ConfigError, ReplicationTimeoutError } from '../core/errors.js';
 import { formatLsn } from '../core/lsn.js';
 import { ReplayTracker } from '../core/tracker.js';
@@ -177,6 +177,32 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
       await pool.query('SELECT 1');
     });
     expect(pool.stats().tracker?.waits ?? 0).toBe(0);
+  });
+
+  it('fire-and-forget writes ({ await: false }, detached code) pass a read request guard and record nothing', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      // What the HTTP layer installs in read requests of replica regions.
+      currentContext().beforeWrite = () => {
+        throw new Error('this read request would be replayed');
+      };
+      await expect(
+        pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998'),
+      ).rejects.toThrow(/replayed/);
+      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998', [], { await: false });
+      await detached(() => pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998'));
+      await detached(() =>
+        pool.transaction(async (tx) =>
+          tx.query('UPDATE counters SET value = value + 1 WHERE id = 1998'),
+        ),
+      );
+      expect(currentContext().entries()).toEqual([]);
+    });
+    const { rows } = await cluster.query<{ value: number }>(
+      'iad',
+      'SELECT value FROM counters WHERE id = 1998',
+    );
+    expect(rows[0]?.value).toBe(3);
   });
 
   it('outside any context, code that writes and then reads still reads its write', async () => {

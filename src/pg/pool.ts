@@ -331,9 +331,10 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     let on: Target = 'primary';
     if (options.readOnly && this.replicaPool && this.config.mode === 'multi')
       on = await this.readTarget();
+    let record = false;
     if (on === 'primary' && !options.readOnly) {
       if (this.forwardsWrites) throw forwardedTransactionError();
-      currentContext().beforeWrite?.();
+      record = currentContext().startWrite(options.await !== false);
     }
     const client =
       on === 'replica' ? await this.checkoutReplica() : await this.primaryPool.connect();
@@ -367,7 +368,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       } else {
         const { lsn } = await commitWithLsn(client);
         this.counters.writes++;
-        if (lsn !== null && options.await !== false) await this.observe(currentContext(), lsn);
+        if (lsn !== null && record) await this.observe(currentContext(), lsn);
       }
       return result;
     } catch (error) {
@@ -443,13 +444,12 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     options?: QueryOptions,
   ): Promise<pg.QueryResult | pg.QueryResult[]> {
     const context = currentContext();
-    context.beforeWrite?.();
+    const record = context.startWrite(options?.await !== false);
     const committed = this.forwardsWrites
       ? await (this.forwarder ?? throwMissingForwarder()).forward(config, info.statements)
       : await this.writeDirect(config, info.statements);
     this.counters.writes++;
-    if (committed.lsn !== null && options?.await !== false)
-      await this.observe(context, committed.lsn);
+    if (committed.lsn !== null && record) await this.observe(context, committed.lsn);
     return committed.result;
   }
 

@@ -322,8 +322,9 @@ export class Procedures {
     const region = this.remoteRegion(options.region);
     const encodedInput = encodeValue(input, `the input of procedure "${name}"`);
     this.counters.calls++;
-    // A procedure writes to the primary: let the HTTP layer react as to any write.
-    currentContext().beforeWrite?.();
+    // A procedure writes to the primary: let the HTTP layer react as to any write — unless it
+    // is fire-and-forget (`await: false`, or a detached context), which never replays a read.
+    const record = currentContext().startWrite(options.await !== false);
     let outcome: Omit<CallOutcome<unknown>, 'id'>;
     if (region === null) {
       this.counters.local++;
@@ -348,7 +349,7 @@ export class Procedures {
         outcome = this.ranHere(await this.runHere(name, id, decodeValue(encodedInput)), 'fallback');
       }
     }
-    if (outcome.lsn !== null && options.await !== false && this.pool.config.mode === 'multi') {
+    if (outcome.lsn !== null && record && this.pool.config.mode === 'multi') {
       await this.pool.observe(currentContext(), outcome.lsn);
     }
     return { ...outcome, id } as CallOutcome<O>;
