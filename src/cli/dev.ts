@@ -10,6 +10,7 @@ export interface DevOptions {
   dir?: string;
   json?: boolean;
   fresh?: boolean;
+  redis?: boolean;
 }
 
 export const parseRegionList = (text: string | undefined): string[] | undefined =>
@@ -35,6 +36,7 @@ export async function dev(options: DevOptions): Promise<void> {
     rttMs: options.rtt === undefined ? undefined : parseRttList(options.rtt),
     dir: options.dir,
     fresh: options.fresh,
+    redis: options.redis,
     onProgress: progress,
   });
   onShutdownSignal(async () => {
@@ -66,6 +68,18 @@ export async function dev(options: DevOptions): Promise<void> {
           : `${regionLag} ms`,
     ]);
   }
+  const redisRows = [
+    ['region', 'REDIS_URL (primary, from this region)', 'REDIS_REPLICA_URL', 'REDIS_CACHE_URL'],
+  ];
+  for (const r of cluster.regions) {
+    if (!r.redis) continue;
+    redisRows.push([
+      r.region,
+      r.redis.redisUrl,
+      r.redis.redisReplicaUrl ?? '-',
+      r.redis.redisCacheUrl,
+    ]);
+  }
   const { regions } = cluster.topology;
   const links = regions.flatMap((a, i) =>
     regions.slice(i + 1).map((b) => `${a}-${b} ${cluster.topology.rttMs(a, b)} ms`),
@@ -76,6 +90,7 @@ export async function dev(options: DevOptions): Promise<void> {
       '',
       table(rows),
       '',
+      ...(redisRows.length > 1 ? ['Redis:', '', table(redisRows), ''] : []),
       `Round trips: ${links.join(', ') || 'none (one region)'}`,
       'Press Ctrl-C to stop.',
       '',

@@ -7,8 +7,15 @@
  * const config = loadConfig(); // PRIMARY_REGION, REGION, DATABASE_URL, DATABASE_REPLICA_URL
  */
 
-export type { RegionalConfig, RegionalOptions, WaitPolicy } from './config.js';
-export { loadConfig, redactUrl } from './config.js';
+export type {
+  Env,
+  RegionalConfig,
+  RegionalOptions,
+  RegionSettings,
+  RegionSettingsOptions,
+  WaitPolicy,
+} from './config.js';
+export { loadConfig, loadRegionSettings, redactUrl } from './config.js';
 export type { RunOptions } from './context.js';
 export {
   activeContext,
