@@ -9,6 +9,8 @@
  * const cache = new RegionalCache({ store }); // REDIS_CACHE_URL
  */
 
+export type { CacheSetOptions, RegionalCacheOptions, RegionalCacheStats } from './cache.js';
+export { RegionalCache } from './cache.js';
 export type { CommandKind, RedisArg } from './commands.js';
 export { commandKind } from './commands.js';
 export type { RedisConfig, RedisOptions } from './config.js';
@@ -21,6 +23,7 @@ export {
 } from './errors.js';
 export type { OffsetPoller } from './offset-poller.js';
 export { redisOffsetPoller } from './offset-poller.js';
+export type { Purge } from './purge.js';
 export type { ReplicationInfo } from './replication-info.js';
 export { parseReplicationInfo } from './replication-info.js';
 export type {

@@ -118,6 +118,8 @@ export class SharedStore implements ReplicatedSource {
       settings: options.connection,
       onError: (error) => this.connectionError('primary', error),
     });
+    // Through a proxy (or Fly's network) a lost server shows as a closed connection, not an error.
+    this.primary.on('reconnecting', () => this.primaryLost(new Error('the connection closed')));
     this.primary.on('ready', () => {
       if (!this.primaryDown) return;
       this.primaryDown = false;
@@ -266,11 +268,16 @@ export class SharedStore implements ReplicatedSource {
   /**
    * Resolves once this region's replica has processed `offset` of the current history (at
    * once where reads go to the primary): what the HTTP layer uses to honour a client's token.
+   * A replica that cannot be asked, or follows another history, rejects with
+   * `ReplicaUnavailableError` and is taken out of use for `REGIONAL_REPLICA_RETRY_MS`.
    */
   waitFor(offset: bigint, timeoutMs: number): Promise<number> {
     const tracker = this.histories.tracker;
     if (!tracker || !this.replicaUsable()) return Promise.resolve(0);
-    return tracker.waitFor(offset, timeoutMs);
+    return tracker.waitFor(offset, timeoutMs).catch((error: unknown) => {
+      if (error instanceof ReplicaUnavailableError) this.replicaFailed(error);
+      throw error;
+    });
   }
 
   /** True if this region's replica is known to have `offset` already (always, without a replica). */
@@ -290,6 +297,7 @@ export class SharedStore implements ReplicatedSource {
     try {
       await ready(this.primary);
     } catch (error) {
+      this.primaryLost(error as Error);
       throw new RedisPrimaryUnavailableError(this.where, 'write', false, { cause: error });
     }
     const pipeline = capture ? [...commands, ['info', 'replication']] : commands;
@@ -436,12 +444,13 @@ export class SharedStore implements ReplicatedSource {
 
   private connectionError(which: 'primary' | 'replica', error: Error): void {
     if (this.ended) return;
-    if (which === 'replica') {
-      this.replicaFailed(error);
-      return;
-    }
-    // ioredis reports every failed reconnection: say it once per outage.
-    if (this.primaryDown) return;
+    if (which === 'replica') this.replicaFailed(error);
+    else this.primaryLost(error);
+  }
+
+  /** Says once per outage that the primary is unreachable (ioredis reports every retry). */
+  private primaryLost(error: Error): void {
+    if (this.ended || this.primaryDown) return;
     this.primaryDown = true;
     this.warn(
       `The primary Redis (${this.where}) is unreachable (${error.message}): shared-store writes fail until it is back.`,
