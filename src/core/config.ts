@@ -74,25 +74,50 @@ export function redactUrl(url: string): string {
   }
 }
 
-function parsePostgresUrl(variable: string, value: string): URL {
+/** A kind of URL: the protocols it may use, its name and an example, for error messages. */
+export interface UrlKind {
+  /** Protocols with their colon, e.g. `redis:`; the first is named in messages. */
+  protocols: readonly string[];
+  /** e.g. `Postgres`. */
+  name: string;
+  example: string;
+}
+
+/**
+ * Parses a service URL, naming `variable` in errors (never the password).
+ *
+ * @example
+ * parseServiceUrl('REDIS_URL', process.env.REDIS_URL, { protocols: ['redis:'], name: 'Redis', example: 'redis://host:6379' });
+ */
+export function parseServiceUrl(variable: string, value: string, kind: UrlKind): URL {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
     throw new ConfigError(
       variable,
-      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected postgres://user:password@host:5432/database`,
+      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected ${kind.example}`,
     );
   }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+  if (!kind.protocols.includes(url.protocol)) {
+    const starts = kind.protocols.map((p) => `${p}//`);
     throw new ConfigError(
       variable,
-      `${redactUrl(value)} is not a Postgres URL; it must start with postgres:// or postgresql://`,
+      `${redactUrl(value)} is not a ${kind.name} URL; it must start with ${starts.slice(0, -1).join(', ')}${starts.length > 1 ? ' or ' : ''}${starts.at(-1)}`,
     );
   }
   if (!url.hostname) throw new ConfigError(variable, `${redactUrl(value)} names no host`);
   return url;
 }
+
+const POSTGRES_URL: UrlKind = {
+  protocols: ['postgres:', 'postgresql:'],
+  name: 'Postgres',
+  example: 'postgres://user:password@host:5432/database',
+};
+
+const parsePostgresUrl = (variable: string, value: string): URL =>
+  parseServiceUrl(variable, value, POSTGRES_URL);
 
 function readNumber(
   variable: string,

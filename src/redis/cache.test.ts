@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeWithRedis, redisOptions } from '../../test/support/redis.js';
+import { describeWithRedis } from '../../test/support/redis.js';
+import { redisOptions } from '../../test/support/redis-cluster.js';
 import { LocalCluster } from '../testing/cluster.js';
 import { RegionalCache, type RegionalCacheOptions } from './cache.js';
 import { SharedStore } from './store.js';

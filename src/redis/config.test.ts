@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../core/errors.js';
+import { configError } from '../../test/support/errors.js';
 import { commandKind } from './commands.js';
 import { loadRedisConfig } from './config.js';
 import { RedisUnsupportedCommandError } from './errors.js';
@@ -8,16 +8,6 @@ import { parseReplicationInfo } from './replication-info.js';
 const primary = 'redis://:secret@redis.internal:6379';
 const replica = 'redis://:secret@127.0.0.1:6380';
 const cache = 'redis://127.0.0.1:6381';
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('loadRedisConfig', () => {
   it('without PRIMARY_REGION is single-region: one Redis, also the cache', () => {

@@ -1,9 +1,10 @@
 import {
   type Env,
   loadRegionSettings,
+  parseServiceUrl,
   type RegionSettings,
   type RegionSettingsOptions,
-  redactUrl,
+  type UrlKind,
 } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 
@@ -32,23 +33,14 @@ export interface RedisConfig extends RegionSettings {
   readonly warnings: readonly string[];
 }
 
+const REDIS_URL: UrlKind = {
+  protocols: ['redis:', 'rediss:'],
+  name: 'Redis',
+  example: 'redis://:password@host:6379 (or rediss:// for TLS)',
+};
+
 function parseRedisUrl(variable: string, value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError(
-      variable,
-      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected redis://:password@host:6379 (or rediss:// for TLS)`,
-    );
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new ConfigError(
-      variable,
-      `${redactUrl(value)} is not a Redis URL; it must start with redis:// or rediss://`,
-    );
-  }
-  if (!url.hostname) throw new ConfigError(variable, `${redactUrl(value)} names no host`);
+  parseServiceUrl(variable, value, REDIS_URL);
   return value;
 }
 

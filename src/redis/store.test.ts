@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { countStaleReads } from '../../test/support/consistency.js';
-import { describeWithRedis, redisOptions, withPort } from '../../test/support/redis.js';
+import { describeWithRedis } from '../../test/support/redis.js';
+import { redisOptions, withPort } from '../../test/support/redis-cluster.js';
 import { currentContext, withContext } from '../core/context.js';
 import { ReplicationTimeoutError } from '../core/errors.js';
 import { LocalCluster } from '../testing/cluster.js';

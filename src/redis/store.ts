@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
+import { BoundedWait } from '../core/bounded-wait.js';
 import { redactUrl } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
-import { ConfigError, ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
+import { ConfigError, ReplicaUnavailableError } from '../core/errors.js';
 import type { ReplicatedSource } from '../core/source.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
 import { commandKind, type RedisArg } from './commands.js';
@@ -84,10 +85,10 @@ export class SharedStore implements ReplicatedSource {
   /** The connection to this region's replica (`null` where reads go to the primary). */
   readonly replica: Redis | null;
   private readonly histories: Histories;
+  private readonly bounded: BoundedWait;
   private readonly warn: (message: string, error?: unknown) => void;
   private readonly where: string;
   private replicaDownUntil = 0;
-  private replicaLaggingUntil = 0;
   private primaryDown = false;
   private ended = false;
   private readonly counters = {
@@ -113,6 +114,10 @@ export class SharedStore implements ReplicatedSource {
       if (warning.includes('REDIS_REPLICA_URL')) this.warn(warning);
     }
     this.where = redactUrl(url);
+    this.bounded = new BoundedWait(this.config, {
+      onTimeout: () => this.counters.waitTimeouts++,
+      onUnavailable: (error) => this.replicaFailed(error),
+    });
     this.primary = connect(url, {
       commandTimeoutMs: options.writeTimeoutMs ?? 5_000,
       settings: options.connection,
@@ -391,35 +396,10 @@ export class SharedStore implements ReplicatedSource {
   }
 
   /** Waits until the local replica has the context's position, or chooses the primary. */
-  private async readTarget(): Promise<'replica' | 'primary'> {
-    const tracker = this.histories.tracker as ReplayTracker;
+  private readTarget(): Promise<'replica' | 'primary'> {
     const context = currentContext();
     const target = context.position(this.histories.key as string) as bigint;
-    if (Date.now() < this.replicaLaggingUntil) {
-      // It recently missed the bound: don't make every read wait the full bound again.
-      if (this.config.waitPolicy === 'error') {
-        throw new ReplicationTimeoutError(0, String(target), tracker.known?.toString() ?? null);
-      }
-      this.counters.waitTimeouts++;
-      return 'primary';
-    }
-    try {
-      context.waitedMs += await tracker.waitFor(target, this.config.maxWaitMs);
-      return 'replica';
-    } catch (error) {
-      if (error instanceof ReplicationTimeoutError) {
-        context.waitedMs += this.config.maxWaitMs;
-        this.counters.waitTimeouts++;
-        this.replicaLaggingUntil = Date.now() + this.config.replicaRetryMs;
-        if (this.config.waitPolicy === 'error') throw error;
-        return 'primary';
-      }
-      if (error instanceof ReplicaUnavailableError) {
-        this.replicaFailed(error);
-        return 'primary';
-      }
-      throw error;
-    }
+    return this.bounded.replicaOrPrimary(this.histories.tracker as ReplayTracker, target, context);
   }
 
   private async primaryInfo(): Promise<string> {

@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { chownSync, closeSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive } from '../postgres/server.js';
+import { isAlive, ManagedServer, signal, tail, waitGroupGone } from '../process.js';
 import type { ServerUser } from '../server-user.js';
 import type { Watchdog } from '../watchdog.js';
 import type { RedisBinary } from './binary.js';
@@ -37,33 +36,16 @@ function isRedisProcess(pid: number): boolean {
   }
 }
 
-async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return true;
-    await sleep(10);
-  }
-  return false;
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-  }
-}
-
 /**
  * Stops a redis-server by pid: SIGTERM (it flushes its append-only file and exits), then
  * SIGKILL to its process group after a grace period.
  */
 export async function stopRedisProcess(pid: number, graceMs = 10_000): Promise<void> {
   signal(pid, 'SIGTERM');
-  if (await waitGone(pid, graceMs)) return;
+  if (await waitGroupGone(pid, graceMs)) return;
   signal(-pid, 'SIGKILL');
   signal(pid, 'SIGKILL');
-  await waitGone(pid, 5_000);
+  await waitGroupGone(pid, 5_000);
 }
 
 /** The pid of a redis-server still running from the pid file in `dataDir`, if any. */
@@ -75,14 +57,6 @@ export function leftoverRedisPid(dataDir: string): number | null {
     return null;
   }
   return Number.isInteger(pid) && pid > 0 && isAlive(pid) && isRedisProcess(pid) ? pid : null;
-}
-
-function readFrom(file: string, offset: number): string {
-  try {
-    return readFileSync(file, 'utf8').slice(offset);
-  } catch {
-    return '';
-  }
 }
 
 function fileSize(file: string): number {
@@ -98,30 +72,14 @@ function fileSize(file: string): number {
  * as a whole, started with a configuration file in its data directory (whose path shows in
  * the process title, so leftovers can be found).
  */
-export class RedisServer {
-  readonly name: string;
-  readonly dataDir: string;
-  port: number;
-  private child: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-
+export class RedisServer extends ManagedServer {
   constructor(private readonly options: RedisServerOptions) {
-    this.name = options.name;
-    this.dataDir = options.dataDir;
-    this.port = options.port;
-  }
-
-  get pid(): number | null {
-    return this.child?.pid ?? null;
-  }
-
-  get running(): boolean {
-    return this.child !== null;
+    super(options, 'SIGTERM');
   }
 
   /** Starts the server and resolves once it accepts connections. */
   async start(): Promise<void> {
-    if (this.child) return;
+    if (this.running) return;
     const { binary, user, logFile, watchdog } = this.options;
     const configFile = path.join(this.dataDir, CONFIG_FILE);
     const settings: Record<string, string> = {
@@ -139,44 +97,29 @@ export class RedisServer {
     if (user) chownSync(configFile, user.uid, user.gid);
 
     const logStart = fileSize(logFile);
-    const log = openSync(logFile, 'a');
-    const child = spawn(binary.path, [configFile], {
+    const server = this.launch({
+      command: binary.path,
+      args: [configFile],
       cwd: this.dataDir,
-      detached: true,
-      stdio: ['ignore', log, log],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
-      ...(user ? { uid: user.uid, gid: user.gid } : {}),
-    });
-    closeSync(log);
-    this.child = child;
-    if (child.pid) watchdog?.track(child.pid, 'SIGTERM');
-    let exitCode: number | string | null | undefined;
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, sig) => {
-        exitCode = code ?? sig;
-        if (child.pid) watchdog?.untrack(child.pid);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
-      child.once('error', (error) => {
-        exitCode = error.message;
-        if (this.child === child) this.child = null;
-        resolve();
-      });
+      logFile,
+      user,
+      watchdog,
     });
     const timeoutMs = this.options.startTimeoutMs ?? 30_000;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      const exitCode = server.exitStatus();
       if (exitCode !== undefined) {
         throw new Error(
-          `${this.name}: redis-server exited during start-up (${exitCode}):\n${this.logSince(logStart)}`,
+          `${this.name}: redis-server exited during start-up (${exitCode}):\n${tail(logFile, 15, logStart)}`,
         );
       }
-      if (readFrom(logFile, logStart).includes('Ready to accept connections')) return;
+      if (tail(logFile, 1_000, logStart).includes('Ready to accept connections')) return;
       if (Date.now() > deadline) {
         await this.kill();
         throw new Error(
-          `${this.name}: not ready after ${timeoutMs} ms:\n${this.logSince(logStart)}`,
+          `${this.name}: not ready after ${timeoutMs} ms:\n${tail(logFile, 15, logStart)}`,
         );
       }
       await sleep(10);
@@ -184,31 +127,11 @@ export class RedisServer {
   }
 
   /** Clean shutdown: the append-only file is flushed, nothing acknowledged is lost. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child?.pid) return;
-    await stopRedisProcess(child.pid);
-    await this.exited;
-  }
-
-  /** SIGKILL, like a crash of its machine. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child?.pid) return;
-    signal(-child.pid, 'SIGKILL');
-    await this.exited;
-  }
-
-  /** For exit handlers: asks the server to shut down without waiting. */
-  stopSync(): void {
-    if (this.child?.pid) signal(this.child.pid, 'SIGTERM');
+  protected terminate(pid: number): Promise<void> {
+    return stopRedisProcess(pid);
   }
 
   logTail(lines = 15): string {
-    return readFrom(this.options.logFile, 0).trimEnd().split('\n').slice(-lines).join('\n');
-  }
-
-  private logSince(offset: number): string {
-    return readFrom(this.options.logFile, offset).trimEnd().split('\n').slice(-15).join('\n');
+    return tail(this.options.logFile, lines);
   }
 }
