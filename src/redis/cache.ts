@@ -169,7 +169,8 @@ export class RegionalCache {
       for (const warning of this.config.warnings)
         if (warning.includes('REDIS_CACHE_URL')) this.warn(warning);
     }
-    if (!this.store) {
+    // With one region, this region's cache is every cache.
+    if (!this.store && this.config.mode === 'multi') {
       this.warn(
         `The regional cache "${this.namespace}" has no shared store: purges reach only this region's cache. Pass { store } to purge everywhere.`,
       );
@@ -261,10 +262,29 @@ export class RegionalCache {
     return this.purge([], typeof tags === 'string' ? [tags] : [...tags]);
   }
 
-  /** Resolves once this cache follows the purge log (immediately without a shared store). */
-  async ready(): Promise<void> {
-    if (this.client) await ready(this.client).catch(() => {});
-    await this.follower?.started;
+  /**
+   * Resolves once this cache is connected and follows the purge log (at once without a shared
+   * store); rejects after `timeoutMs` if it cannot yet (it keeps trying). For start-up and tests.
+   */
+  async ready(timeoutMs = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `The regional cache "${this.namespace}" is not following purges after ${timeoutMs} ms (is Redis reachable?)`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      if (this.client) await Promise.race([ready(this.client).catch(() => {}), timeout]);
+      await Promise.race([this.follower?.started, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   stats(): RegionalCacheStats {

@@ -193,8 +193,10 @@ export class PurgeFollower {
     try {
       info = (await client.call('xinfo', 'stream', this.options.stream)) as unknown[];
     } catch (error) {
-      if (/no such key/i.test((error as Error).message)) return;
-      throw error;
+      if (!/no such key/i.test((error as Error).message)) throw error;
+      // No log yet is no gap; a log that existed past our place and is gone is one.
+      if (cursor !== '0-0') await this.resync(client, 'the purge log was deleted');
+      return;
     }
     const field = (name: string) => info[info.indexOf(name) + 1];
     const length = Number(field('length'));
@@ -209,14 +211,21 @@ export class PurgeFollower {
     else if (first !== undefined) gap = compareStreamIds(first, cursor) > 0;
     else gap = compareStreamIds(String(field('last-generated-id')), cursor) > 0;
     if (!gap) return;
-    await this.options.resync(
+    await this.resync(
+      client,
       `purges after ${cursor} were trimmed from the log while this region was not reading it`,
     );
+  }
+
+  /** Drops the namespace, and goes on from the end of the log. */
+  private async resync(client: Redis, reason: string): Promise<void> {
+    await this.options.resync(reason);
     const last = (await client.xrevrange(this.options.stream, '+', '-', 'COUNT', 1)) as [
       string,
       string[],
     ][];
-    this.cursor = last[0]?.[0] ?? cursor;
+    this.cursor = last[0]?.[0] ?? '0-0';
+    await this.options.saveCursor(this.cursor).catch(() => {});
   }
 
   private client(which: 'replica' | 'primary'): Redis {

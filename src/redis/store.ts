@@ -144,7 +144,13 @@ export class SharedStore implements ReplicatedSource {
       trackerName: `the Redis replica in ${region} (${replicaUrl ? redactUrl(replicaUrl) : ''})`,
       connection: options.connection,
       primaryInfo: () => this.primaryInfo(),
-      replicaInfo: this.replica ? () => (this.replica as Redis).info('replication') : null,
+      replicaInfo: this.replica
+        ? async () => {
+            const replica = this.replica as Redis;
+            await ready(replica);
+            return replica.info('replication');
+          }
+        : null,
     });
   }
 
@@ -306,7 +312,13 @@ export class SharedStore implements ReplicatedSource {
       throw new RedisPrimaryUnavailableError(this.where, 'write', false, { cause: error });
     }
     const pipeline = capture ? [...commands, ['info', 'replication']] : commands;
-    const replies = (await this.primary.pipeline(pipeline as string[][]).exec()) ?? [];
+    let replies: [Error | null, unknown][];
+    try {
+      replies = (await this.primary.pipeline(pipeline as string[][]).exec()) ?? [];
+    } catch (error) {
+      // The connection went away between the check above and the send.
+      throw this.writeError(error as Error);
+    }
     const values: unknown[] = [];
     for (const [error, value] of replies.slice(0, commands.length)) {
       if (error) throw this.writeError(error);
