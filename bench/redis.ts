@@ -203,20 +203,22 @@ export async function run(): Promise<void> {
       closers.push(async () => watchers[region]?.disconnect());
     }
     // One purge first, untimed: it opens cdg's connection to the primary through the link.
-    await caches.cdg?.delete('bench:purged');
+    // Every round purges a key of its own, so a purge still travelling cannot end the next round.
+    await caches.cdg?.delete('bench:purged:warm-up');
     const purgeTimes: Record<string, number[]> = { iad: [], cdg: [], syd: [] };
     for (let round = 0; round < 30; round++) {
-      for (const region of REGIONS) await caches[region]?.set('bench:purged', round);
+      const key = `bench:purged:${round}`;
+      for (const region of REGIONS) await caches[region]?.set(key, round);
       const started = performance.now();
       const arrivals = REGIONS.map(async (region) => {
         const watcher = watchers[region] as Redis;
-        while (await watcher.exists('cache:k:bench:purged')) {
+        while (await watcher.exists(`cache:k:${key}`)) {
           if (performance.now() - started > 10_000)
             throw new Error(`purge never reached ${region}`);
         }
         purgeTimes[region]?.push(performance.now() - started);
       });
-      await caches.cdg?.delete('bench:purged');
+      await caches.cdg?.delete(key);
       await Promise.all(arrivals);
     }
 

@@ -107,14 +107,16 @@ describeWithRedis('RegionalCache in three regions', () => {
     };
     const clients = { iad: instance('iad'), syd: instance('syd') };
     for (let round = 0; round < 3; round++) {
-      for (const c of Object.values(caches)) await c.set('purged', round);
+      // A key per round: a purge still travelling cannot end the next round's wait.
+      const key = `purged:${round}`;
+      for (const c of Object.values(caches)) await c.set(key, round);
       const started = performance.now();
       const arrivals = Promise.all([
-        goneFrom(clients.iad, 'cache:k:purged', started),
-        goneFrom(clients.syd, 'cache:k:purged', started),
+        goneFrom(clients.iad, `cache:k:${key}`, started),
+        goneFrom(clients.syd, `cache:k:${key}`, started),
       ]);
-      await caches.cdg.delete('purged');
-      expect(await caches.cdg.get('purged')).toBeUndefined();
+      await caches.cdg.delete(key);
+      expect(await caches.cdg.get(key)).toBeUndefined();
       const [iad, syd] = await arrivals;
       // The purge travels cdg -> iad (the primary), then iad -> syd by replication.
       expect(iad).toBeGreaterThanOrEqual(RTT.cdg / 2 - 2);
