@@ -63,10 +63,8 @@ describeWithRedis('SharedStore in a replica region (50 ms one way)', () => {
       writes: 1000,
       waitTimeouts: 0,
     });
-    // One poller, polling only while someone waits: never more polls than waits.
-    const tracker = s.stats().tracker;
-    expect(tracker?.waits).toBe(1000);
-    expect(tracker?.polls).toBeLessThanOrEqual(tracker?.waits ?? 0);
+    // Reads the replica was not yet known to have waited (the others it had, seen by a poll).
+    expect(s.stats().tracker).toMatchObject({ timeouts: 0, failures: 0, waiting: 0 });
   });
 
   it('with replication a few ms behind the answers: never stale, and without waiting stale (the check can fail)', async () => {
