@@ -16,6 +16,10 @@ export interface OffsetPoller {
  * does not say which history it belongs to: after the primary restarts without its replication
  * state, a replica not yet resynchronised reports an offset of the old history that can be far
  * above the new one's. Concurrent calls share one query. An aborted poll drops the connection.
+ *
+ * @example
+ * const poll = redisOffsetPoller(process.env.REDIS_REPLICA_URL);
+ * const { replid, offset } = await poll(new AbortController().signal);
  */
 export function redisOffsetPoller(url: string, settings?: ConnectionSettings): OffsetPoller {
   let client: Redis | null = null;

@@ -80,6 +80,10 @@ export function findRedisServer(env: NodeJS.ProcessEnv = process.env): RedisBina
 /**
  * Why the Redis tests cannot run here (`redis-server` missing), or `null` when they can. Under
  * CI (`CI` set) always `null`: there a missing redis-server must fail the tests, not skip them.
+ *
+ * @example
+ * const reason = redisUnavailableReason();
+ * (reason ? describe.skip : describe)(`Redis${reason ? ` — SKIPPED: ${reason}` : ''}`, () => {});
  */
 export function redisUnavailableReason(env: NodeJS.ProcessEnv = process.env): string | null {
   if (env.CI) return null;

@@ -57,6 +57,12 @@ async function loadIoredis(): Promise<RedisConstructor> {
  * The Redis servers of a local cluster: the primary in the primary region, a replica in every
  * other region replicating through that region's latency link, and a cache instance (no
  * replication) in every region. Reached as `cluster.redis`.
+ *
+ * @example
+ * const cluster = await LocalCluster.start({ temporary: true, redis: true });
+ * await cluster.redis.server('syd', 'replica').stop();
+ * await cluster.redis.pauseReplication('cdg');
+ * await cluster.redis.waitForSync();
  */
 export class LocalRedis {
   private readonly servers = new Map<string, RedisServer>();
