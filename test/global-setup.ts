@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,13 +8,26 @@ import { setTimeout as sleep } from 'node:timers/promises';
 // sees only this run's servers, not those of another run on the same machine.
 let runDir: string | null = null;
 
-/** Postgres servers whose data directory is in this run's temp folder. */
+/** The working directory of a process (a Redis server's is its data directory), where /proc tells. */
+function cwdOf(pid: string): string {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    return '';
+  }
+}
+
+/** Postgres and Redis servers whose data is in this run's temp folder. */
 function leftoverServers(): string[] {
-  if (!runDir) return [];
+  const dir = runDir;
+  if (!dir) return [];
   const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
-  return out
-    .split('\n')
-    .filter((line) => line.includes('postgres') && line.includes(` -D ${runDir}`));
+  return out.split('\n').filter((line) => {
+    if (line.includes('postgres') && line.includes(` -D ${dir}`)) return true;
+    if (!line.includes('redis-server')) return false;
+    const pid = line.trim().split(/\s+/)[0] ?? '';
+    return line.includes(dir) || cwdOf(pid).startsWith(dir);
+  });
 }
 
 export function setup(): void {
@@ -30,8 +43,6 @@ export async function teardown(): Promise<void> {
   const left = leftoverServers();
   if (runDir && left.length === 0) rmSync(runDir, { recursive: true, force: true });
   if (left.length > 0) {
-    throw new Error(
-      `The test run left ${left.length} Postgres server(s) running:\n${left.join('\n')}`,
-    );
+    throw new Error(`The test run left ${left.length} server(s) running:\n${left.join('\n')}`);
   }
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client } from '../../test/support/http-client.js';
+import { describeWithRedis, redisServersIn } from '../../test/support/redis.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const bin = path.join(root, 'bin/regional.js');
@@ -146,5 +147,27 @@ describe('regional dev', () => {
       await sleep(100);
     expect(appsIn(dir)).toEqual([]);
     expect(serversIn(dir)).toEqual([]);
+  });
+});
+
+describeWithRedis('regional dev --redis', () => {
+  it('prints Redis URLs per region and stops every Redis server on SIGINT', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
+    dirs.push(dir);
+    const child = run(['dev', '--redis', '--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=20']);
+    const { out, exit } = collect(child);
+    while (!out.stdout.includes('Ctrl-C')) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(50);
+    }
+    expect(out.stdout).toMatch(/REDIS_URL \(primary, from this region\)/);
+    expect(out.stdout).toMatch(/syd\s+redis:\/\/\S+\s+redis:\/\/\S+\s+redis:\/\/\S+/);
+    expect(out.stdout).toMatch(/iad\s+redis:\/\/\S+\s+-\s+redis:\/\/\S+/);
+    const redisPids = () => redisServersIn(dir);
+    expect(redisPids()).toHaveLength(4);
+    child.kill('SIGINT');
+    expect(await exit).toBe(0);
+    expect(serversIn(dir)).toEqual([]);
+    expect(redisPids()).toEqual([]);
   });
 });

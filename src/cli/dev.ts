@@ -17,6 +17,8 @@ export interface DevOptions {
   app?: string;
   /** `REGIONAL_REPLAY_MODE` of the app instances. */
   replay?: string;
+  /** Also start Redis: a primary, a replica per other region, a cache per region. */
+  redis?: boolean;
 }
 
 const REPLAY_MODES: readonly string[] = ['fly-replay', 'proxy'];
@@ -76,6 +78,7 @@ export async function dev(options: DevOptions): Promise<void> {
     rttMs: options.rtt === undefined ? undefined : parseRttList(options.rtt),
     dir: options.dir,
     fresh: options.fresh,
+    redis: options.redis,
     onProgress: progress,
   });
   let running: { apps: LocalApps; edge: LocalEdge } | null = null;
@@ -123,6 +126,18 @@ export async function dev(options: DevOptions): Promise<void> {
           : `${regionLag} ms`,
     ]);
   }
+  const redisRows = [
+    ['region', 'REDIS_URL (primary, from this region)', 'REDIS_REPLICA_URL', 'REDIS_CACHE_URL'],
+  ];
+  for (const r of cluster.regions) {
+    if (!r.redis) continue;
+    redisRows.push([
+      r.region,
+      r.redis.redisUrl,
+      r.redis.redisReplicaUrl ?? '-',
+      r.redis.redisCacheUrl,
+    ]);
+  }
   const { regions } = cluster.topology;
   const links = regions.flatMap((a, i) =>
     regions.slice(i + 1).map((b) => `${a}-${b} ${cluster.topology.rttMs(a, b)} ms`),
@@ -133,6 +148,7 @@ export async function dev(options: DevOptions): Promise<void> {
       '',
       table(rows),
       '',
+      ...(redisRows.length > 1 ? ['Redis:', '', table(redisRows), ''] : []),
       `Round trips: ${links.join(', ') || 'none (one region)'}`,
       ...(running ? ['', appTable(running), ''] : []),
       'Press Ctrl-C to stop.',

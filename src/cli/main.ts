@@ -26,6 +26,10 @@ program
   )
   .option('--dir <path>', 'data directory, kept between runs', '.regional')
   .option('--fresh', 'delete the data directory first')
+  .option(
+    '--redis',
+    'also start Redis: the primary in the primary region, a replica in every other region and a cache instance per region (needs redis-server)',
+  )
   .option('--json', 'print one line of JSON on stdout once ready, and nothing else on stdout')
   .option(
     '--app <command>',

@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { configError } from '../../test/support/errors.js';
 import { loadConfig } from './config.js';
-import { ConfigError } from './errors.js';
 
 const primary = 'postgres://app:secret@db.internal:5432/app';
 const replica = 'postgres://app:secret@127.0.0.1:6432/app';
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('loadConfig', () => {
   it('without PRIMARY_REGION is single-region: everything on DATABASE_URL', () => {

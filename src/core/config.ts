@@ -4,14 +4,40 @@ import { ConfigError } from './errors.js';
 export type WaitPolicy = 'primary' | 'error';
 
 /**
- * Options that override the environment. Every field is optional; anything not given is read
- * from the variable named beside it.
+ * The options every part shares (Postgres, Redis): where this instance runs, and how long a
+ * read waits for its local replica. Anything not given is read from the variable named beside it.
  */
-export interface RegionalOptions {
+export interface RegionSettingsOptions {
   /** `PRIMARY_REGION`: where the writable primary lives. Unset: single-region mode. */
   primaryRegion?: string;
   /** `REGION`, else `FLY_REGION`: where this instance runs. */
   region?: string;
+  /** `REGIONAL_MAX_WAIT_MS`: longest a read waits for the local replica. Default 1000. */
+  maxWaitMs?: number;
+  /** `REGIONAL_WAIT_POLICY`: past the bound, read from the `primary` (default) or throw (`error`). */
+  waitPolicy?: WaitPolicy;
+  /** `REGIONAL_REPLICA_RETRY_MS`: after a replica failure, reads use the primary this long. Default 2000. */
+  replicaRetryMs?: number;
+}
+
+/** {@link RegionSettingsOptions}, resolved and validated. */
+export interface RegionSettings {
+  /** `single`: no `PRIMARY_REGION`; everything goes to the primary and nothing waits. */
+  readonly mode: 'single' | 'multi';
+  readonly primaryRegion: string | null;
+  readonly region: string | null;
+  /** True in the primary region, and in single-region mode. */
+  readonly isPrimaryRegion: boolean;
+  readonly maxWaitMs: number;
+  readonly waitPolicy: WaitPolicy;
+  readonly replicaRetryMs: number;
+}
+
+/**
+ * Options that override the environment. Every field is optional; anything not given is read
+ * from the variable named beside it.
+ */
+export interface RegionalOptions extends RegionSettingsOptions {
   /** `DATABASE_URL`: the primary, as reached from this region. */
   databaseUrl?: string;
   /** `DATABASE_REPLICA_URL`: this region's replica. `null` means none. */
@@ -22,33 +48,18 @@ export interface RegionalOptions {
    * set (running on Fly.io), else `none`.
    */
   preset?: 'fly' | 'none';
-  /** `REGIONAL_MAX_WAIT_MS`: longest a read waits for the local replica. Default 1000. */
-  maxWaitMs?: number;
-  /** `REGIONAL_WAIT_POLICY`: past the bound, read from the `primary` (default) or throw (`error`). */
-  waitPolicy?: WaitPolicy;
-  /** `REGIONAL_REPLICA_RETRY_MS`: after a replica failure, reads use the primary this long. Default 2000. */
-  replicaRetryMs?: number;
 }
 
-/** The resolved, validated configuration. */
-export interface RegionalConfig {
-  /** `single`: no `PRIMARY_REGION`; everything goes to `DATABASE_URL` and nothing waits. */
-  readonly mode: 'single' | 'multi';
-  readonly primaryRegion: string | null;
-  readonly region: string | null;
-  /** True in the primary region, and in single-region mode. */
-  readonly isPrimaryRegion: boolean;
+/** The resolved, validated configuration. In single mode everything goes to `DATABASE_URL`. */
+export interface RegionalConfig extends RegionSettings {
   readonly databaseUrl: string;
   /** This region's replica; `null` in the primary region, in single mode, or where there is none. */
   readonly replicaUrl: string | null;
-  readonly maxWaitMs: number;
-  readonly waitPolicy: WaitPolicy;
-  readonly replicaRetryMs: number;
   /** Problems worth a warning that do not stop start-up (e.g. a replica region without a replica). */
   readonly warnings: readonly string[];
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+export type Env = Readonly<Record<string, string | undefined>>;
 
 const FLY_REPLICA_PORT = '5433';
 
@@ -63,25 +74,50 @@ export function redactUrl(url: string): string {
   }
 }
 
-function parsePostgresUrl(variable: string, value: string): URL {
+/** A kind of URL: the protocols it may use, its name and an example, for error messages. */
+export interface UrlKind {
+  /** Protocols with their colon, e.g. `redis:`; the first is named in messages. */
+  protocols: readonly string[];
+  /** e.g. `Postgres`. */
+  name: string;
+  example: string;
+}
+
+/**
+ * Parses a service URL, naming `variable` in errors (never the password).
+ *
+ * @example
+ * parseServiceUrl('REDIS_URL', process.env.REDIS_URL, { protocols: ['redis:'], name: 'Redis', example: 'redis://host:6379' });
+ */
+export function parseServiceUrl(variable: string, value: string, kind: UrlKind): URL {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
     throw new ConfigError(
       variable,
-      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected postgres://user:password@host:5432/database`,
+      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected ${kind.example}`,
     );
   }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+  if (!kind.protocols.includes(url.protocol)) {
+    const starts = kind.protocols.map((p) => `${p}//`);
     throw new ConfigError(
       variable,
-      `${redactUrl(value)} is not a Postgres URL; it must start with postgres:// or postgresql://`,
+      `${redactUrl(value)} is not a ${kind.name} URL; it must start with ${starts.slice(0, -1).join(', ')}${starts.length > 1 ? ' or ' : ''}${starts.at(-1)}`,
     );
   }
   if (!url.hostname) throw new ConfigError(variable, `${redactUrl(value)} names no host`);
   return url;
 }
+
+const POSTGRES_URL: UrlKind = {
+  protocols: ['postgres:', 'postgresql:'],
+  name: 'Postgres',
+  example: 'postgres://user:password@host:5432/database',
+};
+
+const parsePostgresUrl = (variable: string, value: string): URL =>
+  parseServiceUrl(variable, value, POSTGRES_URL);
 
 function readNumber(
   variable: string,
@@ -118,19 +154,17 @@ function readRegion(variable: string, value: string | undefined): string | undef
 }
 
 /**
- * Reads Regional's configuration from the environment, with `options` taking precedence, and
- * validates it. Errors name the variable at fault and what would be right.
+ * Reads the settings every part shares — regions, the waiting bound and policy — from the
+ * environment, with `options` taking precedence. Errors name the variable at fault.
  *
  * @example
- * // PRIMARY_REGION=iad REGION=syd DATABASE_URL=postgres://… DATABASE_REPLICA_URL=postgres://…
- * const config = loadConfig();
- * config.isPrimaryRegion; // false
- *
- * @example
- * loadConfig({ databaseUrl: 'postgres://localhost/app' }).mode; // 'single'
+ * // PRIMARY_REGION=iad REGION=syd REGIONAL_MAX_WAIT_MS=500
+ * loadRegionSettings(); // { mode: 'multi', region: 'syd', isPrimaryRegion: false, maxWaitMs: 500, … }
  */
-export function loadConfig(options: RegionalOptions = {}, env: Env = process.env): RegionalConfig {
-  const warnings: string[] = [];
+export function loadRegionSettings(
+  options: RegionSettingsOptions = {},
+  env: Env = process.env,
+): RegionSettings {
   const primaryRegion =
     options.primaryRegion !== undefined
       ? readRegion('primaryRegion', options.primaryRegion)
@@ -138,16 +172,6 @@ export function loadConfig(options: RegionalOptions = {}, env: Env = process.env
   const regionVariable =
     options.region !== undefined ? 'region' : env.REGION ? 'REGION' : 'FLY_REGION';
   const region = readRegion(regionVariable, options.region ?? (env.REGION || env.FLY_REGION));
-
-  const databaseVariable = options.databaseUrl !== undefined ? 'databaseUrl' : 'DATABASE_URL';
-  const databaseUrl = options.databaseUrl ?? env.DATABASE_URL;
-  if (!databaseUrl) {
-    throw new ConfigError(
-      databaseVariable,
-      'is not set; give the primary database URL, e.g. postgres://user:password@host:5432/app',
-    );
-  }
-  const primaryUrl = parsePostgresUrl(databaseVariable, databaseUrl);
 
   const maxWaitMs = readNumber(
     options.maxWaitMs !== undefined ? 'maxWaitMs' : 'REGIONAL_MAX_WAIT_MS',
@@ -172,32 +196,18 @@ export function loadConfig(options: RegionalOptions = {}, env: Env = process.env
     );
   }
 
-  const presetVariable = options.preset !== undefined ? 'preset' : 'REGIONAL_PRESET';
-  const preset = options.preset ?? (env.REGIONAL_PRESET || (env.FLY_APP_NAME ? 'fly' : 'none'));
-  if (preset !== 'fly' && preset !== 'none') {
-    throw new ConfigError(presetVariable, `must be "fly" or "none", got "${preset}"`);
-  }
-
-  const replicaVariable = options.replicaUrl !== undefined ? 'replicaUrl' : 'DATABASE_REPLICA_URL';
-  const givenReplica =
-    options.replicaUrl !== undefined ? options.replicaUrl : env.DATABASE_REPLICA_URL || null;
-
   if (!primaryRegion) {
     // Single-region mode: local development and tests. Nothing routes, nothing waits.
-    return Object.freeze({
+    return {
       mode: 'single',
       primaryRegion: null,
       region: region ?? null,
       isPrimaryRegion: true,
-      databaseUrl,
-      replicaUrl: null,
       maxWaitMs,
       waitPolicy,
       replicaRetryMs,
-      warnings: Object.freeze(warnings),
-    });
+    };
   }
-
   if (!region) {
     throw new ConfigError(
       'REGION',
@@ -210,7 +220,61 @@ export function loadConfig(options: RegionalOptions = {}, env: Env = process.env
       `"${region}" and PRIMARY_REGION "${primaryRegion}" differ only in case; region names are compared exactly, so spell them the same`,
     );
   }
-  const isPrimaryRegion = region === primaryRegion;
+  return {
+    mode: 'multi',
+    primaryRegion,
+    region,
+    isPrimaryRegion: region === primaryRegion,
+    maxWaitMs,
+    waitPolicy,
+    replicaRetryMs,
+  };
+}
+
+/**
+ * Reads Regional's configuration from the environment, with `options` taking precedence, and
+ * validates it. Errors name the variable at fault and what would be right.
+ *
+ * @example
+ * // PRIMARY_REGION=iad REGION=syd DATABASE_URL=postgres://… DATABASE_REPLICA_URL=postgres://…
+ * const config = loadConfig();
+ * config.isPrimaryRegion; // false
+ *
+ * @example
+ * loadConfig({ databaseUrl: 'postgres://localhost/app' }).mode; // 'single'
+ */
+export function loadConfig(options: RegionalOptions = {}, env: Env = process.env): RegionalConfig {
+  const warnings: string[] = [];
+  const databaseVariable = options.databaseUrl !== undefined ? 'databaseUrl' : 'DATABASE_URL';
+  const databaseUrl = options.databaseUrl ?? env.DATABASE_URL;
+  if (!databaseUrl) {
+    throw new ConfigError(
+      databaseVariable,
+      'is not set; give the primary database URL, e.g. postgres://user:password@host:5432/app',
+    );
+  }
+  const primaryUrl = parsePostgresUrl(databaseVariable, databaseUrl);
+  const settings = loadRegionSettings(options, env);
+  const { primaryRegion, region, isPrimaryRegion } = settings;
+
+  const presetVariable = options.preset !== undefined ? 'preset' : 'REGIONAL_PRESET';
+  const preset = options.preset ?? (env.REGIONAL_PRESET || (env.FLY_APP_NAME ? 'fly' : 'none'));
+  if (preset !== 'fly' && preset !== 'none') {
+    throw new ConfigError(presetVariable, `must be "fly" or "none", got "${preset}"`);
+  }
+
+  const replicaVariable = options.replicaUrl !== undefined ? 'replicaUrl' : 'DATABASE_REPLICA_URL';
+  const givenReplica =
+    options.replicaUrl !== undefined ? options.replicaUrl : env.DATABASE_REPLICA_URL || null;
+
+  if (settings.mode === 'single') {
+    return Object.freeze({
+      ...settings,
+      databaseUrl,
+      replicaUrl: null,
+      warnings: Object.freeze(warnings),
+    });
+  }
 
   let replicaUrl: string | null = null;
   if (givenReplica) {
@@ -240,15 +304,9 @@ export function loadConfig(options: RegionalOptions = {}, env: Env = process.env
   }
 
   return Object.freeze({
-    mode: 'multi',
-    primaryRegion,
-    region,
-    isPrimaryRegion,
+    ...settings,
     databaseUrl,
     replicaUrl,
-    maxWaitMs,
-    waitPolicy,
-    replicaRetryMs,
     warnings: Object.freeze(warnings),
   });
 }

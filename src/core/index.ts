@@ -7,8 +7,18 @@
  * const config = loadConfig(); // PRIMARY_REGION, REGION, DATABASE_URL, DATABASE_REPLICA_URL
  */
 
-export type { RegionalConfig, RegionalOptions, WaitPolicy } from './config.js';
-export { loadConfig, redactUrl } from './config.js';
+export type { BoundedWaitHooks } from './bounded-wait.js';
+export { BoundedWait } from './bounded-wait.js';
+export type {
+  Env,
+  RegionalConfig,
+  RegionalOptions,
+  RegionSettings,
+  RegionSettingsOptions,
+  UrlKind,
+  WaitPolicy,
+} from './config.js';
+export { loadConfig, loadRegionSettings, parseServiceUrl, redactUrl } from './config.js';
 export type { RunOptions } from './context.js';
 export {
   activeContext,

@@ -189,7 +189,9 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
       await expect(
         pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998'),
       ).rejects.toThrow(/replayed/);
-      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998', [], { await: false });
+      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998', [], {
+        await: false,
+      });
       await detached(() => pool.query('UPDATE counters SET value = value + 1 WHERE id = 1998'));
       await detached(() =>
         pool.transaction(async (tx) =>

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
+import { BoundedWait } from '../core/bounded-wait.js';
 import {
   loadConfig,
   type RegionalConfig,
@@ -7,7 +8,7 @@ import {
   redactUrl,
 } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
-import { RegionalError, ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
+import { RegionalError } from '../core/errors.js';
 import { formatLsn, type Lsn } from '../core/lsn.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
@@ -195,11 +196,11 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   private forwarder: WriteForwarder | null = null;
   private readonly poller: ReturnType<typeof replayLsnPoller> | null;
   private readonly warn: (message: string, error?: unknown) => void;
+  private readonly bounded: BoundedWait;
   private source: string | null = null;
   private sourcePromise: Promise<string> | null = null;
   private ended = false;
   private replicaDownUntil = 0;
-  private replicaLaggingUntil = 0;
   private readonly counters = {
     replicaReads: 0,
     primaryReads: 0,
@@ -216,6 +217,14 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     this.warn =
       options.onWarning ?? ((message, error) => console.warn(`[regional] ${message}`, error ?? ''));
     for (const warning of this.config.warnings) this.warn(warning);
+    this.bounded = new BoundedWait(
+      this.config,
+      {
+        onTimeout: () => this.counters.waitTimeouts++,
+        onUnavailable: (error) => this.replicaFailed(error),
+      },
+      formatLsn,
+    );
 
     this.primaryPool = new pg.Pool({
       Client: clientWithConnectTimeout(10_000),
@@ -540,35 +549,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     const source = this.source ?? (await this.sourceKey());
     const target = context.position(source);
     if (target === undefined || tracker.hasReplayed(target)) return 'replica';
-    if (Date.now() < this.replicaLaggingUntil) {
-      // It recently missed the bound: don't make every read wait the full bound again.
-      if (this.config.waitPolicy === 'error') {
-        throw new ReplicationTimeoutError(
-          0,
-          formatLsn(target),
-          tracker.known === null ? null : formatLsn(tracker.known),
-        );
-      }
-      this.counters.waitTimeouts++;
-      return 'primary';
-    }
-    try {
-      context.waitedMs += await tracker.waitFor(target, this.config.maxWaitMs);
-      return 'replica';
-    } catch (error) {
-      if (error instanceof ReplicationTimeoutError) {
-        context.waitedMs += this.config.maxWaitMs;
-        this.counters.waitTimeouts++;
-        this.replicaLaggingUntil = Date.now() + this.config.replicaRetryMs;
-        if (this.config.waitPolicy === 'error') throw error;
-        return 'primary';
-      }
-      if (error instanceof ReplicaUnavailableError) {
-        this.replicaFailed(error);
-        return 'primary';
-      }
-      throw error;
-    }
+    return this.bounded.replicaOrPrimary(tracker, target, context);
   }
 
   /** @internal A replica connection, or `null` (and the replica marked down) if it cannot be had. */

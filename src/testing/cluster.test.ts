@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startScript, waitGone } from '../../test/support/child.js';
 import { LocalCluster } from './cluster.js';
 import { findPostgresBinaries } from './postgres/binaries.js';
 import { isAlive, PostgresServer } from './postgres/server.js';
@@ -279,30 +279,11 @@ describe('LocalCluster lifecycle', () => {
       console.log(JSON.stringify({ dir: c.dir, pids: c.topology.regions.map((r) => c.server(r).pid) }));
       setInterval(() => {}, 1000);
     `;
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', script],
-      {
-        cwd: path.resolve(import.meta.dirname, '../..'),
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    const line = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d) => {
-        out += d;
-        if (out.includes('\n')) resolve(out.trim());
-      });
-      child.once('exit', (code) =>
-        reject(new Error(`child exited ${code} before starting: ${out}`)),
-      );
-    });
+    const { child, line } = await startScript(script);
     const { dir, pids } = JSON.parse(line) as { dir: string; pids: number[] };
     expect(pids.every(isAlive)).toBe(true);
     child.kill('SIGKILL');
-    const deadline = Date.now() + 20_000;
-    while (pids.some(isAlive) && Date.now() < deadline) await sleep(50);
-    expect(pids.filter(isAlive)).toEqual([]);
+    expect(await waitGone(pids)).toEqual([]);
     rmSync(dir, { recursive: true, force: true });
   });
 });

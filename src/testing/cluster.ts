@@ -20,6 +20,8 @@ import { type CutMode, LatencyProxy, type ProxyStats } from './link/latency-prox
 import { reusePort } from './ports.js';
 import { findPostgresBinaries, type PostgresBinaries } from './postgres/binaries.js';
 import { isAlive, PostgresServer, readPostmasterPid, stopPostmaster } from './postgres/server.js';
+import { findRedisServer, type RedisBinary } from './redis/binary.js';
+import { LocalRedis, type RedisEndpoints } from './redis/local-redis.js';
 import {
   assertWritableBy,
   binariesUsableBy,
@@ -45,6 +47,12 @@ export interface LocalClusterOptions extends TopologyInput {
   postgresSettings?: Readonly<Record<string, string>>;
   /** Receives one line per start-up step, for progress displays. */
   onProgress?: (message: string) => void;
+  /**
+   * Also start Redis (see {@link LocalCluster.redis}): the primary in the primary region, a
+   * replica in every other region replicating through the latency link, and a cache instance
+   * per region. Needs `redis-server` (the Debian package `redis-server`, or Homebrew's `redis`).
+   */
+  redis?: boolean;
 }
 
 /** What an app instance in one region is configured with. */
@@ -55,6 +63,8 @@ export interface RegionEndpoints {
   databaseUrl: string;
   /** This region's replica (`null` in the primary region). */
   replicaUrl: string | null;
+  /** Redis URLs, when the cluster runs Redis. */
+  redis?: RedisEndpoints;
 }
 
 /** Everything that must persist between runs of a cluster in one directory. */
@@ -75,7 +85,7 @@ const OWNER_FILE = 'owner.pid';
 const SUPERUSER = 'regional';
 
 /** The servers of every cluster started by this process, stopped if it exits without `stop()`. */
-const liveServers = new Set<PostgresServer>();
+const liveServers = new Set<{ stopSync(): void }>();
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
@@ -179,6 +189,7 @@ export class LocalCluster {
   >();
   private readonly watchdog = new Watchdog();
   private readonly adminPools = new Map<string, pg.Pool>();
+  private localRedis: LocalRedis | null = null;
   private stopped = false;
 
   private constructor(
@@ -188,6 +199,7 @@ export class LocalCluster {
     private readonly binaries: PostgresBinaries,
     private readonly user: ServerUser | null,
     private readonly options: LocalClusterOptions,
+    private readonly redisBinary: RedisBinary | null,
   ) {
     this.topology = topology;
     this.dir = dir;
@@ -196,6 +208,8 @@ export class LocalCluster {
   /** Starts (or restarts) a cluster; the first start in a directory runs `initdb`. */
   static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
     const topology = resolveTopology(options);
+    // Before anything starts: without redis-server, say how to install it.
+    const redisBinary = options.redis ? findRedisServer() : null;
     const dir = options.temporary
       ? mkdtempSync(path.join(os.tmpdir(), TEMP_PREFIX))
       : path.resolve(options.dir ?? '.regional');
@@ -212,7 +226,7 @@ export class LocalCluster {
         assertWritableBy(user, dir);
       }
       const state = await prepareState(dir, topology, binaries, user, options, progress);
-      const cluster = new LocalCluster(topology, dir, state, binaries, user, options);
+      const cluster = new LocalCluster(topology, dir, state, binaries, user, options, redisBinary);
       installExitHook();
       try {
         await cluster.boot(progress);
@@ -243,6 +257,7 @@ export class LocalCluster {
       role: region === this.primaryRegion ? 'primary' : 'replica',
       databaseUrl: this.url(primaryPort),
       replicaUrl: region === this.primaryRegion ? null : this.url(this.server(region).port),
+      ...(this.localRedis ? { redis: this.localRedis.endpoints(region) } : {}),
     };
   }
 
@@ -259,7 +274,27 @@ export class LocalCluster {
       REGION: region,
       DATABASE_URL: endpoints.databaseUrl,
       ...(endpoints.replicaUrl ? { DATABASE_REPLICA_URL: endpoints.replicaUrl } : {}),
+      ...this.localRedis?.env(region),
     };
+  }
+
+  /**
+   * The cluster's Redis servers (started with `{ redis: true }`): endpoints, servers to stop,
+   * start or kill, replication to pause, and each server's replication state.
+   *
+   * @example
+   * const cluster = await LocalCluster.start({ temporary: true, redis: true });
+   * cluster.env('syd'); // ... REDIS_URL, REDIS_REPLICA_URL, REDIS_CACHE_URL
+   * await cluster.redis.server('syd', 'replica').stop();
+   * await cluster.redis.pauseReplication('syd');
+   */
+  get redis(): LocalRedis {
+    if (!this.localRedis) {
+      throw new Error(
+        'This cluster runs no Redis: start it with LocalCluster.start({ redis: true }) (regional dev --redis)',
+      );
+    }
+    return this.localRedis;
   }
 
   /** A superuser URL of the server in `region` itself (primary or replica), same-region. */
@@ -444,11 +479,22 @@ export class LocalCluster {
   /** A JSON summary: the primary region and each region's URLs. */
   toJSON(): {
     primaryRegion: string;
-    regions: Record<string, { databaseUrl: string; replicaUrl: string | null }>;
+    regions: Record<
+      string,
+      { databaseUrl: string; replicaUrl: string | null; redis?: RedisEndpoints }
+    >;
   } {
-    const regions: Record<string, { databaseUrl: string; replicaUrl: string | null }> = {};
-    for (const r of this.regions)
-      regions[r.region] = { databaseUrl: r.databaseUrl, replicaUrl: r.replicaUrl };
+    const regions: Record<
+      string,
+      { databaseUrl: string; replicaUrl: string | null; redis?: RedisEndpoints }
+    > = {};
+    for (const r of this.regions) {
+      regions[r.region] = {
+        databaseUrl: r.databaseUrl,
+        replicaUrl: r.replicaUrl,
+        ...(r.redis ? { redis: r.redis } : {}),
+      };
+    }
     return { primaryRegion: this.primaryRegion, regions };
   }
 
@@ -456,6 +502,7 @@ export class LocalCluster {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.localRedis?.stop();
     await Promise.all(
       [...this.servers.values()].map(async (server) => {
         await server.stop();
@@ -573,23 +620,9 @@ export class LocalCluster {
     await this.ensureDatabaseAndSlots(replicaRegions);
 
     for (const region of replicaRegions) {
-      const oneWay = this.topology.rttMs(region, primaryRegion) / 2;
-      const make = async (kind: 'postgres' | 'replication') => {
-        const key = `proxy:${region}->${primaryRegion}:${kind}`;
-        const proxy = new LatencyProxy({
-          name: `${region}->${primaryRegion} ${kind}`,
-          targetPort: primary.port,
-          oneWayMs: oneWay,
-          port: await reusePort(ports[key]),
-        });
-        await proxy.listen();
-        ports[key] = proxy.port;
-        await this.link(region, primaryRegion).add(proxy);
-        return proxy;
-      };
       this.primaryProxies.set(region, {
-        app: await make('postgres'),
-        replication: await make('replication'),
+        app: await this.primaryProxy(region, 'postgres', primary.port),
+        replication: await this.primaryProxy(region, 'replication', primary.port),
       });
     }
 
@@ -609,6 +642,45 @@ export class LocalCluster {
       const target = await this.emitWal();
       await Promise.all(replicaRegions.map((region) => this.waitForReplay(region, target, 60_000)));
     }
+
+    if (this.redisBinary) {
+      this.localRedis = await LocalRedis.start({
+        dir: this.dir,
+        topology: this.topology,
+        binary: this.redisBinary,
+        user: this.user,
+        watchdog: this.watchdog,
+        password: this.state.password,
+        ports,
+        proxy: (region, kind, port) => this.primaryProxy(region, kind, port),
+        live: liveServers,
+        progress,
+      });
+      writeState(this.dir, this.state);
+    }
+  }
+
+  /**
+   * A proxy on the link between a replica region and the primary region to a service of the
+   * primary region, on the same port as last run when it is free.
+   */
+  private async primaryProxy(
+    region: string,
+    kind: string,
+    targetPort: number,
+  ): Promise<LatencyProxy> {
+    const { primaryRegion } = this.topology;
+    const key = `proxy:${region}->${primaryRegion}:${kind}`;
+    const proxy = new LatencyProxy({
+      name: `${region}->${primaryRegion} ${kind}`,
+      targetPort,
+      oneWayMs: this.topology.rttMs(region, primaryRegion) / 2,
+      port: await reusePort(this.state.ports[key]),
+    });
+    await proxy.listen();
+    this.state.ports[key] = proxy.port;
+    await this.link(region, primaryRegion).add(proxy);
+    return proxy;
   }
 
   private async ensureDatabaseAndSlots(regions: readonly string[]): Promise<void> {

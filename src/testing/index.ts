@@ -16,6 +16,15 @@ export type { CutMode, LatencyProxyOptions, ProxyStats } from './link/latency-pr
 export { LatencyProxy } from './link/latency-proxy.js';
 export { findPostgresBinaries } from './postgres/binaries.js';
 export type { PostgresServer } from './postgres/server.js';
+export type { RedisBinary } from './redis/binary.js';
+export {
+  findRedisServer,
+  REDIS_INSTALL_HINT,
+  RedisMissingError,
+  redisUnavailableReason,
+} from './redis/binary.js';
+export type { LocalRedis, RedisEndpoints, RedisRole } from './redis/local-redis.js';
+export type { RedisServer } from './redis/server.js';
 export type { Topology, TopologyInput } from './topology.js';
 export {
   DEFAULT_PRIMARY_REGION,

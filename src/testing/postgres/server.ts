@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isAlive, ManagedServer, signal, tail, waitGroupGone } from '../process.js';
 import type { ServerUser } from '../server-user.js';
 import type { Watchdog } from '../watchdog.js';
 import type { PostgresBinaries } from './binaries.js';
@@ -36,40 +36,7 @@ export function readPostmasterPid(dataDir: string): { pid: number; status: strin
   return { pid, status: (lines[7] ?? '').trim() };
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** Waits until no process of the group led by `pid` is left, or the deadline passes. */
-async function waitGroupGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(-pid) && !isAlive(pid)) return true;
-    await sleep(10);
-  }
-  return false;
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-  }
-}
+export { isAlive };
 
 /**
  * Stops a postmaster by pid: a fast shutdown (SIGINT), then an immediate one (SIGQUIT), then
@@ -90,62 +57,30 @@ export async function stopPostmaster(pid: number, graceMs = 10_000): Promise<voi
  * One Postgres server process, started directly (not through `pg_ctl`) in its own process
  * group so it can be stopped cleanly, or killed as a whole as if its machine had crashed.
  */
-export class PostgresServer {
-  readonly name: string;
-  readonly dataDir: string;
-  port: number;
-  private child: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-
+export class PostgresServer extends ManagedServer {
   constructor(private readonly options: PostgresServerOptions) {
-    this.name = options.name;
-    this.dataDir = options.dataDir;
-    this.port = options.port;
-  }
-
-  /** The postmaster's pid while running. */
-  get pid(): number | null {
-    return this.child?.pid ?? null;
-  }
-
-  get running(): boolean {
-    return this.child !== null;
+    super(options, 'SIGINT');
   }
 
   /** Starts the server and resolves once it accepts connections (`ready` or `standby`). */
   async start(): Promise<void> {
-    if (this.child) return;
-    const { binaries, user, logFile } = this.options;
+    if (this.running) return;
+    const { binaries, user, logFile, watchdog } = this.options;
     const args = ['-D', this.dataDir, '-p', String(this.port)];
     for (const [name, value] of Object.entries(this.options.settings()))
       args.push('-c', `${name}=${value}`);
-    const log = openSync(logFile, 'a');
-    const child = spawn(binaries.postgres, args, {
-      detached: true,
-      stdio: ['ignore', log, log],
+    const server = this.launch({
+      command: binaries.postgres,
+      args,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', TZ: 'UTC' },
-      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+      logFile,
+      user,
+      watchdog,
     });
-    closeSync(log);
-    this.child = child;
-    const { watchdog } = this.options;
-    if (child.pid) watchdog?.track(child.pid, 'SIGINT');
-    let exitCode: number | string | null | undefined;
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, sig) => {
-        exitCode = code ?? sig;
-        if (child.pid) watchdog?.untrack(child.pid);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
-      child.once('error', (error) => {
-        exitCode = error.message;
-        if (this.child === child) this.child = null;
-        resolve();
-      });
-    });
+    const child = server.child;
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 60_000);
     for (;;) {
+      const exitCode = server.exitStatus();
       if (exitCode !== undefined) {
         throw new Error(
           `${this.name}: postgres exited during start-up (${exitCode}). Last lines of ${logFile}:\n${tail(logFile)}`,
@@ -170,25 +105,8 @@ export class PostgresServer {
   }
 
   /** Clean (fast) shutdown: sessions are ended, everything committed is kept. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child?.pid) return;
-    await stopPostmaster(child.pid);
-    await this.exited;
-  }
-
-  /** SIGKILL to the postmaster and all its processes, like a crash of its machine. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child?.pid) return;
-    signal(-child.pid, 'SIGKILL');
-    await this.exited;
-    await waitGroupGone(child.pid, 5_000);
-  }
-
-  /** For exit handlers: asks the server to shut down without waiting. */
-  stopSync(): void {
-    if (this.child?.pid) signal(this.child.pid, 'SIGINT');
+  protected terminate(pid: number): Promise<void> {
+    return stopPostmaster(pid);
   }
 
   logTail(lines?: number): string {

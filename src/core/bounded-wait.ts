@@ -1,0 +1,71 @@
+import type { RegionSettings } from './config.js';
+import type { ConsistencyContext } from './context.js';
+import { ReplicationTimeoutError, ReplicaUnavailableError } from './errors.js';
+import type { ReplayTracker } from './tracker.js';
+
+export interface BoundedWaitHooks {
+  /** A read gave up waiting (bound reached, or the replica recently missed it). */
+  onTimeout(): void;
+  /** The replica could not be asked: take it out of use for a while. */
+  onUnavailable(error: unknown): void;
+}
+
+/**
+ * The bound and policy of every read that must wait for a replica (Postgres or Redis): wait up
+ * to `maxWaitMs`; past it read from the primary, or throw with the `error` policy; after a
+ * missed bound, don't make every read wait the full bound again for `replicaRetryMs`.
+ *
+ * @example
+ * const bounded = new BoundedWait(config, { onTimeout: () => stats.waitTimeouts++, onUnavailable: markDown });
+ * const where = await bounded.replicaOrPrimary(tracker, position, currentContext());
+ */
+export class BoundedWait {
+  private laggingUntil = 0;
+
+  constructor(
+    private readonly settings: Pick<RegionSettings, 'maxWaitMs' | 'waitPolicy' | 'replicaRetryMs'>,
+    private readonly hooks: BoundedWaitHooks,
+    private readonly format: (position: bigint) => string = String,
+  ) {}
+
+  /**
+   * Resolves `replica` once `tracker`'s replica has `target`, or `primary` when the read should
+   * go there instead; throws `ReplicationTimeoutError` under the `error` policy. The time
+   * waited is added to `context.waitedMs`.
+   */
+  async replicaOrPrimary(
+    tracker: ReplayTracker,
+    target: bigint,
+    context: ConsistencyContext,
+  ): Promise<'replica' | 'primary'> {
+    if (Date.now() < this.laggingUntil) {
+      // It recently missed the bound: don't make every read wait the full bound again.
+      if (this.settings.waitPolicy === 'error') {
+        throw new ReplicationTimeoutError(
+          0,
+          this.format(target),
+          tracker.known === null ? null : this.format(tracker.known),
+        );
+      }
+      this.hooks.onTimeout();
+      return 'primary';
+    }
+    try {
+      context.waitedMs += await tracker.waitFor(target, this.settings.maxWaitMs);
+      return 'replica';
+    } catch (error) {
+      if (error instanceof ReplicationTimeoutError) {
+        context.waitedMs += this.settings.maxWaitMs;
+        this.hooks.onTimeout();
+        this.laggingUntil = Date.now() + this.settings.replicaRetryMs;
+        if (this.settings.waitPolicy === 'error') throw error;
+        return 'primary';
+      }
+      if (error instanceof ReplicaUnavailableError) {
+        this.hooks.onUnavailable(error);
+        return 'primary';
+      }
+      throw error;
+    }
+  }
+}
