@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { bench } from './bench.js';
+import { demoCommand } from './demo.js';
 import { dev } from './dev.js';
 import { doctorCommand } from './doctor.js';
 import { migrateCommand } from './migrate.js';
@@ -43,6 +44,34 @@ program
       reportFailure('dev', error);
       process.exit();
     }
+  });
+
+program
+  .command('demo')
+  .description(
+    'the forum in three regions, deployed four ways under the same workload, measured side by side (writes bench/results/demo.json and demo.svg)',
+  )
+  .option(
+    '--serve',
+    'run only the Regional deployment and keep it up; prints the entry URLs as one line of JSON',
+  )
+  .option('--duration <seconds>', 'measured seconds per deployment', '20')
+  .option('--warmup <seconds>', 'warm-up seconds per deployment, not measured', '3')
+  .option('--readers <n>', 'readers per region', '3')
+  .option('--writers <n>', 'writers per region', '2')
+  .option(
+    '--only <names>',
+    'deployments to run: one-region, app-everywhere, replicas-no-consistency, regional',
+  )
+  .option('--dir <path>', 'cluster data directory (default .regional/demo)')
+  .option('--results <dir>', 'where demo.json and demo.svg go (default bench/results)')
+  .action(async (options) => {
+    try {
+      await demoCommand(options);
+    } catch (error) {
+      reportFailure('demo', error);
+    }
+    process.exit();
   });
 
 program

@@ -24,6 +24,10 @@ export interface LocalAppsOptions {
   readyTimeoutMs?: number;
   /** Working directory of the instances. Default: this process's. */
   cwd?: string;
+  /** Regions that get an instance (default: every region of the cluster; the primary's is required). */
+  regions?: readonly string[];
+  /** Extra environment of one region's instance, applied last; `undefined` removes a variable. */
+  regionEnv?: (region: string) => Readonly<Record<string, string | undefined>>;
 }
 
 /** Variables `LocalApps` sets per instance; the same in the base environment are dropped. */
@@ -141,7 +145,16 @@ export class LocalApps {
     const { cluster, command } = this.options;
     const base = this.options.env ?? process.env;
     const secret = this.options.secret ?? base.REGIONAL_SECRET ?? randomBytes(32).toString('hex');
-    const regions = cluster.topology.regions;
+    const regions = this.options.regions ?? cluster.topology.regions;
+    if (!regions.includes(cluster.primaryRegion)) {
+      throw new TypeError(
+        `regions: the primary region (${cluster.primaryRegion}) needs an instance too`,
+      );
+    }
+    for (const region of regions) {
+      if (!cluster.topology.regions.includes(region))
+        throw new TypeError(`regions: "${region}" is not a region of the cluster`);
+    }
     const ports = new Map<string, number>();
     for (const region of regions) ports.set(region, await freePort());
     const primaryPort = ports.get(cluster.primaryRegion) as number;
@@ -163,7 +176,13 @@ export class LocalApps {
         REGIONAL_SECRET: secret,
         REGIONAL_PRIMARY_URL: `http://127.0.0.1:${toPrimary}`,
         REGIONAL_REPLAY_MODE: this.options.mode ?? base.REGIONAL_REPLAY_MODE ?? 'fly-replay',
+        // Which local cluster the instance belongs to (for people and tools looking at processes).
+        REGIONAL_CLUSTER_DIR: cluster.dir,
       });
+      for (const [key, value] of Object.entries(this.options.regionEnv?.(region) ?? {})) {
+        if (value === undefined) delete env[key];
+        else env[key] = value;
+      }
       // Its own process group, so that stopping it stops whatever the command started.
       const child = spawn('/bin/sh', ['-c', command], {
         cwd: this.options.cwd,

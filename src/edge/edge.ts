@@ -29,6 +29,12 @@ export interface LocalEdgeOptions {
   route?: EdgeRoute;
   /** Entry ports by region (default: free ports). */
   ports?: Readonly<Record<string, number>>;
+  /**
+   * Entry regions whose clients a given region's app serves first, e.g. `{ syd: 'iad' }` for
+   * an app that runs in iad only: clients in syd cross the link to it. Default: every region
+   * in `apps` serves its own entry.
+   */
+  entries?: Readonly<Record<string, string>>;
   /** Largest request body kept so the request can be replayed (default 1 MiB, as on Fly.io). */
   maxReplayBodyBytes?: number;
   /** `fly-replay` answers followed for one request before giving up (default 3). */
@@ -96,9 +102,14 @@ export class LocalEdge {
       if (!Number.isInteger(app.port) || app.port <= 0 || app.port > 65535)
         throw new TypeError(`apps.${region}.port: ${app.port} is not a TCP port`);
     }
+    for (const [entry, home] of Object.entries(options.entries ?? {})) {
+      if (!options.apps[home])
+        throw new TypeError(`entries.${entry}: "${home}" has no app (apps: ${regions.join(', ')})`);
+    }
     const edge = new LocalEdge(options);
     try {
-      for (const region of regions) await edge.listen(region, options.ports?.[region] ?? 0);
+      const entries = [...new Set([...regions, ...Object.keys(options.entries ?? {})])];
+      for (const region of entries) await edge.listen(region, options.ports?.[region] ?? 0);
     } catch (error) {
       await edge.close();
       throw error;
@@ -173,7 +184,7 @@ export class LocalEdge {
   ): Promise<void> {
     this.counters.requests++;
     const { body, replayable } = await readBody(req, this.maxBody);
-    let region = entry;
+    let region = this.options.entries?.[entry] ?? entry;
     let replaySource: string | undefined;
     for (let hops = 0; ; hops++) {
       const app = this.options.apps[region] as EdgeApp;

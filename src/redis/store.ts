@@ -303,8 +303,8 @@ export class SharedStore implements ReplicatedSource {
     options: StoreCommandOptions | undefined,
   ): Promise<unknown[]> {
     const context = currentContext();
-    context.beforeWrite?.();
-    const capture = this.config.mode === 'multi' && options?.await !== false;
+    // Fire-and-forget writes (`await: false`, detached code) neither wait nor replay a read request.
+    const capture = context.startWrite(options?.await !== false) && this.config.mode === 'multi';
     try {
       await ready(this.primary);
     } catch (error) {

@@ -1,0 +1,110 @@
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { Client } from '../../../test/support/http-client.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+
+function regional(args: string[]): {
+  child: ChildProcessWithoutNullStreams;
+  out: { stdout: string; stderr: string };
+  exit: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/regional.js'), ...args], {
+    cwd: ROOT,
+  });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => (out.stdout += d));
+  child.stderr.on('data', (d) => (out.stderr += d));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { child, out, exit };
+}
+
+/** Processes of the cluster in `dir`: its servers (by command line) and app instances (by environment). */
+function processesIn(dir: string): string[] {
+  const lines = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n');
+  return lines.filter((line) => {
+    if (line.includes(dir)) return true;
+    if (!line.includes('examples/forum/server.ts')) return false;
+    try {
+      const pid = line.trim().split(/\s+/)[0];
+      return readFileSync(`/proc/${pid}/environ`, 'utf8')
+        .split('\0')
+        .includes(`REGIONAL_CLUSTER_DIR=${dir}`);
+    } catch {
+      return false;
+    }
+  });
+}
+
+describe('regional demo (npm start)', () => {
+  it('--serve prints one line of JSON naming each region entry URL, serves the forum there, and Ctrl-C cleans up', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-serve-'));
+    const { child, out, exit } = regional(['demo', '--serve', '--dir', dir]);
+    while (!out.stdout.includes('\n')) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(100);
+    }
+    const { regions } = JSON.parse(out.stdout) as { regions: Record<string, string> };
+    expect(Object.keys(regions)).toEqual(['iad', 'cdg', 'syd']);
+    for (const [region, url] of Object.entries(regions)) {
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const response = await new Client(url).get('/api/topics');
+      expect(response.status).toBe(200);
+      expect(response.header('x-regional-region')).toBe(region);
+    }
+    child.kill('SIGINT');
+    expect(await exit).toBe(0);
+    expect(out.stdout.trim().split('\n')).toHaveLength(1);
+    expect(processesIn(dir)).toEqual([]);
+  });
+
+  it('measures deployments side by side: prints the report and writes demo.json (per deployment and region) and demo.svg', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-bench-'));
+    const results = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-results-'));
+    const { out, exit } = regional([
+      'demo',
+      '--dir',
+      dir,
+      '--results',
+      results,
+      '--only',
+      'replicas-no-consistency,regional',
+      '--duration',
+      '3',
+      '--warmup',
+      '1',
+      '--readers',
+      '1',
+      '--writers',
+      '1',
+    ]);
+    expect(await exit, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(
+      /read p50\s+read p99\s+write p50\s+write→read p50\s+stale reads after own write/,
+    );
+    expect(out.stdout).toMatch(/4\. Regional\n\s+iad\s+[\d.]+ ms/);
+    expect(out.stderr).toMatch(/\[#+-*\] \d+% 2\/2 4\. Regional/);
+    const data = JSON.parse(readFileSync(path.join(results, 'demo.json'), 'utf8')) as {
+      deployments: Record<string, { regions: Record<string, Record<string, number>> }>;
+    };
+    expect(Object.keys(data.deployments)).toEqual(['replicas-no-consistency', 'regional']);
+    for (const deployment of Object.values(data.deployments)) {
+      expect(Object.keys(deployment.regions)).toEqual(['iad', 'cdg', 'syd']);
+      for (const figures of Object.values(deployment.regions)) {
+        for (const key of ['readP50Ms', 'readP99Ms', 'writeP50Ms', 'staleReads', 'ownWriteReads']) {
+          expect(figures[key], key).toEqual(expect.any(Number));
+        }
+      }
+    }
+    // The consistency the demo is about holds in this short run too.
+    expect(
+      Object.values(data.deployments.regional?.regions ?? {}).every((r) => r.staleReads === 0),
+    ).toBe(true);
+    expect(readFileSync(path.join(results, 'demo.svg'), 'utf8')).toMatch(/^<svg /);
+    expect(processesIn(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The forum's server: one process per region. With Regional (the default) it is wired the way
+ * the README tells users to: a RegionalPool under Drizzle, Regional's Hono middleware in front,
+ * and — where REDIS_URL is set — sessions and counters in the shared Redis store and the topic
+ * list in the regional cache.
+ *
+ * `FORUM_DEPLOYMENT` picks one of the demo's comparison deployments instead:
+ * - `single`: a plain pg.Pool on DATABASE_URL (the database only in the primary region);
+ * - `replicas`: Drizzle's own `withReplicas` (reads on DATABASE_REPLICA_URL, no consistency).
+ *
+ * Environment: PORT (default 8080), HOST (default 127.0.0.1), REGION, and Regional's variables.
+ */
+import { serve } from '@hono/node-server';
+import { drizzle as plainDrizzle } from 'drizzle-orm/node-postgres';
+import { withReplicas } from 'drizzle-orm/pg-core';
+import { Hono } from 'hono';
+import pg from 'pg';
+import { detached } from 'regional';
+import { drizzle } from 'regional/drizzle';
+import { regional } from 'regional/hono';
+import { RegionalPool } from 'regional/pg';
+import { RegionalCache, SharedStore } from 'regional/redis';
+import { type ForumServices, forumApp } from './app.js';
+import { schema } from './schema.js';
+import { type ForumDb, ForumStore } from './store.js';
+
+const deployment = process.env.FORUM_DEPLOYMENT ?? 'regional';
+const region = process.env.REGION ?? process.env.FLY_REGION ?? 'local';
+const port = Number(process.env.PORT ?? 8080);
+const host = process.env.HOST ?? '127.0.0.1';
+const SESSION_TTL_MS = 30 * 24 * 3600 * 1000;
+
+const warn = (what: string) => (error: unknown) =>
+  console.warn(`[forum ${region}] ${what}:`, (error as Error)?.message ?? error);
+const closers: (() => Promise<unknown>)[] = [];
+
+function postgresSessions(store: ForumStore): ForumServices['sessions'] {
+  return {
+    create: async () => {}, // signIn already wrote (and rotated) the session row
+    userId: async (token) => (await store.userForSession(token))?.id ?? null,
+  };
+}
+
+/** Services over Postgres only: what every comparison deployment runs. */
+function postgresServices(store: ForumStore): ForumServices {
+  return {
+    store,
+    region,
+    sessions: postgresSessions(store),
+    recordVisit(path, userId) {
+      // Writes nobody reads back at once: in the background, fire-and-forget.
+      void detached(() =>
+        Promise.all([store.countRequest(path), userId === null ? null : store.touch(userId)]),
+      ).catch(warn('visit not recorded'));
+    },
+    topicList: (load) => load(),
+    topicsChanged: async () => {},
+  };
+}
+
+function regionalServices(): { services: ForumServices; sources: (RegionalPool | SharedStore)[] } {
+  const pool = new RegionalPool();
+  closers.push(() => pool.end());
+  const store = new ForumStore(drizzle(pool, { schema }));
+  if (!process.env.REDIS_URL) return { services: postgresServices(store), sources: [pool] };
+
+  const shared = new SharedStore();
+  const cache = new RegionalCache({ store: shared });
+  closers.push(
+    () => cache.close(),
+    () => shared.end(),
+  );
+  const day = () => new Date().toISOString().slice(0, 10);
+  return {
+    sources: [pool, shared],
+    services: {
+      store,
+      region,
+      sessions: {
+        async create(userId, token) {
+          // Signing in rotates the token: the previous one stops working.
+          const previous = await shared.call<string | null>('getset', [
+            `forum:user-session:${userId}`,
+            token,
+          ]);
+          if (previous) await shared.del(`forum:session:${previous}`);
+          await shared.set(`forum:session:${token}`, String(userId), { ttlMs: SESSION_TTL_MS });
+        },
+        async userId(token) {
+          const id = await shared.get(`forum:session:${token}`);
+          return id === null ? null : Number(id);
+        },
+      },
+      recordVisit(path, userId) {
+        void shared
+          .incr(`forum:requests:${day()}:${path}`, { await: false })
+          .catch(warn('request not counted'));
+        if (userId !== null) {
+          void shared
+            .call('hset', ['forum:last-seen', String(userId), String(Date.now())], { await: false })
+            .catch(warn('last seen not recorded'));
+        }
+      },
+      topicList: (load) =>
+        cache.getOrCompute('forum:topics', load, { tags: ['topics'], ttlMs: 60_000 }),
+      // The cache is per region and not read-your-writes: the purge need not hold up the answer.
+      topicsChanged: async () =>
+        void cache.purgeTags('topics').catch(warn('topic list not purged')),
+    },
+  };
+}
+
+function plainServices(): ForumServices {
+  const primary = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+  primary.on('error', warn('idle primary connection failed'));
+  closers.push(() => primary.end());
+  if (deployment === 'single')
+    return postgresServices(new ForumStore(plainDrizzle(primary, { schema })));
+  const replicaUrl = process.env.DATABASE_REPLICA_URL;
+  if (!replicaUrl) return postgresServices(new ForumStore(plainDrizzle(primary, { schema })));
+  const replica = new pg.Pool({ connectionString: replicaUrl });
+  replica.on('error', warn('idle replica connection failed'));
+  closers.push(() => replica.end());
+  const db = withReplicas(plainDrizzle(primary, { schema }), [plainDrizzle(replica, { schema })]);
+  return postgresServices(new ForumStore(db as unknown as ForumDb));
+}
+
+if (!['regional', 'single', 'replicas'].includes(deployment)) {
+  console.error(`FORUM_DEPLOYMENT must be "regional", "single" or "replicas", got "${deployment}"`);
+  process.exit(2);
+}
+
+const root = new Hono();
+if (deployment === 'regional') {
+  const { services, sources } = regionalServices();
+  root.use(regional({ sources }));
+  root.route('/', forumApp(services));
+} else {
+  root.route('/', forumApp(plainServices()));
+}
+
+const server = serve({ fetch: root.fetch, port, hostname: host }, () => {
+  console.log(`listening on ${port} in ${region} (${deployment})`);
+});
+// Keep idle connections from the edge (or a platform's proxy) open, so a request does not pay for a new one.
+(server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = 65_000;
+
+const stop = () => {
+  server.close();
+  Promise.allSettled(closers.map((close) => close())).finally(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
