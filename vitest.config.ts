@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts', 'deploy/**/*.test.ts'],
     // Tests start real Postgres (and Redis) servers: generous limits, files in separate processes.
     pool: 'forks',
     testTimeout: 120_000,
