@@ -5,6 +5,8 @@ export default defineConfig({
     include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts', 'deploy/**/*.test.ts'],
     // Tests start real Postgres (and Redis) servers: generous limits, files in separate processes.
     pool: 'forks',
+    // Most tests wait on injected latency, not on the CPU: two files at a time halves the run.
+    maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,
