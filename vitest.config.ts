@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts', 'deploy/**/*.test.ts'],
+    include: [
+      'src/**/*.test.ts',
+      'test/**/*.test.ts',
+      'examples/**/*.test.ts',
+      'deploy/**/*.test.ts',
+    ],
     // Tests start real Postgres (and Redis) servers: generous limits, files in separate processes.
     pool: 'forks',
     // Most tests wait on injected latency, not on the CPU: two files at a time halves the run.

@@ -247,7 +247,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     const written = writeDemoResults(
       options.results ?? path.join(ROOT, 'bench', 'results'),
       data,
-      renderChart(figures, `Regional demo: p50 per deployment and region (${links.join(', ')})`),
+      renderChart(
+        figures,
+        `Regional demo: p50 per deployment and region, log scale (${links.join(', ')})`,
+      ),
     );
     status(
       `wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.svg)}`,

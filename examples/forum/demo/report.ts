@@ -150,7 +150,7 @@ export function renderReport(
   return lines.join('\n');
 }
 
-/** A grouped bar chart of read and write p50 per deployment and region, as SVG. */
+/** A grouped bar chart (log scale) of read and write→read p50 per deployment and region, as SVG. */
 export function renderChart(figures: readonly DeploymentFigures[], title: string): string {
   const regions = [...new Set(figures.flatMap((d) => Object.keys(d.regions)))];
   const colours = ['#2f6fb0', '#e08a2e', '#3a9a5b', '#8e5bb5', '#c44e52'];
@@ -187,7 +187,11 @@ export function renderChart(figures: readonly DeploymentFigures[], title: string
       out.push(`<text x="20" y="${y + 11}">${metric.label}</text>`);
       regions.forEach((region, i) => {
         const value = deployment.regions[region]?.[metric.key] ?? 0;
-        const width = Math.max(1, (value / max) * plotWidth);
+        // Log scale: 5 ms and 1500 ms side by side both stay readable.
+        const width = Math.max(
+          1,
+          (Math.log10(Math.max(1, value)) / Math.log10(Math.max(10, max))) * plotWidth,
+        );
         out.push(
           `<rect x="${labelWidth}" y="${y}" width="${width.toFixed(1)}" height="${barHeight - 2}" fill="${colours[i % colours.length]}"/>`,
         );
