@@ -35,9 +35,9 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
       'the demo is part of the source checkout (examples/forum), not of the installed package',
     );
   }
-  const { runDemo } = (await import(
-    demoModule
-  )) as typeof import('../../examples/forum/demo/demo.js');
+  const { runDemo } = (await import(demoModule)) as {
+    runDemo(options: Record<string, unknown>): Promise<void>;
+  };
   await runDemo({
     serve: options.serve,
     duration: wholeNumber('--duration', options.duration, 1),

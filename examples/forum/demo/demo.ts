@@ -133,7 +133,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
   const redisMissing = redisUnavailableReason();
   if (redisMissing) {
     status(
-      `without Regional Redis: ${redisMissing}. The forum keeps sessions and counters in Postgres and caches nothing; the rest of the demo runs as usual.`,
+      `without Regional Redis: ${redisMissing.replace(/\.+$/, '')}. The forum keeps sessions and counters in Postgres and caches nothing; the rest of the demo runs as usual.`,
     );
   }
   status(

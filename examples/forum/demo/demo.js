@@ -1,0 +1,216 @@
+/**
+ * `regional demo` (`npm start`): the forum in three regions, deployed four ways, under the same
+ * workload, measured side by side. `--serve` runs just the Regional deployment for a person
+ * to click through.
+ */
+import { fork } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { onShutdownSignal } from '../../../src/cli/shared.js';
+import { LocalApps } from '../../../src/edge/apps.js';
+import { LocalEdge } from '../../../src/edge/edge.js';
+import { migrate } from '../../../src/migrate/index.js';
+import { LocalCluster } from '../../../src/testing/cluster.js';
+import { redisUnavailableReason } from '../../../src/testing/redis/binary.js';
+import { DEPLOYMENTS } from './deployments.js';
+import { checkGoals, renderChart, renderReport, summarize, writeDemoResults } from './report.js';
+import { seedForum } from './seed.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+const MIGRATIONS = path.join(ROOT, 'examples/forum/migrations');
+const SERVER_COMMAND = `"${process.execPath}" --conditions=source --import tsx examples/forum/server.ts`;
+const status = (message) => process.stderr.write(`regional demo: ${message}\n`);
+function progressBar(label) {
+  const tty = process.stderr.isTTY;
+  let lastTenth = -1;
+  return (fraction) => {
+    const width = 30;
+    const done = Math.round(fraction * width);
+    const text = `[${'#'.repeat(done)}${'-'.repeat(width - done)}] ${Math.round(fraction * 100)}% ${label}`;
+    if (tty) {
+      process.stderr.write(`\r${text}${fraction >= 1 ? '\n' : ''}`);
+    } else if (Math.floor(fraction * 10) !== lastTenth) {
+      lastTenth = Math.floor(fraction * 10);
+      process.stderr.write(`${text}\n`);
+    }
+  };
+}
+async function startDeployment(cluster, deployment, running) {
+  running.apps = await LocalApps.start({
+    command: SERVER_COMMAND,
+    cwd: ROOT,
+    cluster,
+    regions: deployment.regions(cluster),
+    regionEnv: (region) => deployment.env(cluster, region),
+    onOutput: (region, line) => {
+      if (!/^listening on /.test(line)) process.stderr.write(`[forum ${region}] ${line}\n`);
+    },
+  });
+  running.edge = await LocalEdge.start({
+    apps: running.apps.edgeApps(),
+    entries: deployment.entries(cluster),
+    route: (route) => cluster.route(route),
+  });
+  return running.edge;
+}
+async function stopDeployment(running) {
+  await running.edge?.close();
+  await running.apps?.stop();
+  running.edge = null;
+  running.apps = null;
+}
+/** Runs the workload in a child process (see workload-process.ts) and returns its samples. */
+function workloadInChild(options) {
+  const { onProgress, ...rest } = options;
+  const child = fork(path.join(import.meta.dirname, 'workload-process.ts'), {
+    execArgv: ['--conditions=source', '--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.on('message', (message) => {
+      if (message.progress !== undefined) onProgress?.(message.progress);
+      if (message.samples) resolve(message.samples);
+      if (message.error) reject(new Error(`the workload failed: ${message.error}`));
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`the workload process exited (${code}) without results`)),
+    );
+    child.send(rest);
+  });
+}
+export async function runDemo(options = {}) {
+  const running = { cluster: null, apps: null, edge: null };
+  onShutdownSignal(async () => {
+    status('stopping');
+    await stopDeployment(running);
+    await running.cluster?.stop();
+  });
+  const redisMissing = redisUnavailableReason();
+  if (redisMissing) {
+    status(
+      `without Regional Redis: ${redisMissing.replace(/\.+$/, '')}. The forum keeps sessions and counters in Postgres and caches nothing; the rest of the demo runs as usual.`,
+    );
+  }
+  status(
+    'starting a Postgres primary in iad and replicas in cdg and syd (the first start runs initdb)',
+  );
+  const cluster = await LocalCluster.start({
+    dir: options.dir ?? path.join(ROOT, '.regional', 'demo'),
+    redis: redisMissing === null,
+    onProgress: (message) => status(message),
+  });
+  running.cluster = cluster;
+  try {
+    const primary = cluster.env(cluster.primaryRegion);
+    await migrate({
+      primaryRegion: cluster.primaryRegion,
+      region: cluster.primaryRegion,
+      databaseUrl: primary.DATABASE_URL,
+      dir: MIGRATIONS,
+    });
+    const writers = options.writers ?? 2;
+    const seeded = await seedForum(cluster, { reset: !options.serve, writersPerRegion: writers });
+    if (options.serve) {
+      const edge = await startDeployment(
+        cluster,
+        DEPLOYMENTS.find((d) => d.name === 'regional'),
+        running,
+      );
+      process.stdout.write(`${JSON.stringify({ regions: edge.entries })}\n`);
+      status(
+        `the forum runs in ${cluster.topology.regions.join(', ')}; open an entry URL above. Ctrl-C stops.`,
+      );
+      await new Promise(() => {}); // until a signal stops the process
+      return;
+    }
+    const selected = DEPLOYMENTS.filter((d) => !options.only || options.only.includes(d.name));
+    if (selected.length === 0) {
+      throw new Error(
+        `--only: none of ${options.only?.join(', ')} is a deployment (${DEPLOYMENTS.map((d) => d.name).join(', ')})`,
+      );
+    }
+    const durationMs = (options.duration ?? 20) * 1000;
+    const warmupMs = (options.warmup ?? 3) * 1000;
+    const figures = [];
+    const runId = Date.now().toString(36);
+    for (const [index, deployment] of selected.entries()) {
+      const edge = await startDeployment(cluster, deployment, running);
+      const samples = await workloadInChild({
+        entries: Object.fromEntries(
+          cluster.topology.regions.map((region) => [region, edge.url(region)]),
+        ),
+        topicIds: seeded.topicIds,
+        writerTopics: seeded.writerTopics,
+        readersPerRegion: options.readers ?? 3,
+        readerThinkMs: 100,
+        writerThinkMs: 100,
+        warmupMs,
+        durationMs,
+        runId: `${runId}d${index + 1}`,
+        onProgress: progressBar(`${index + 1}/${selected.length} ${deployment.label}`),
+      });
+      await stopDeployment(running);
+      figures.push({
+        name: deployment.name,
+        label: deployment.label,
+        regions: Object.fromEntries(
+          Object.entries(samples).map(([region, sample]) => [region, summarize(sample)]),
+        ),
+      });
+    }
+    const rtt = (a, b) => cluster.topology.rttMs(a, b);
+    const goals = checkGoals(figures, cluster.primaryRegion, rtt);
+    const { regions } = cluster.topology;
+    const links = regions.flatMap((a, i) =>
+      regions.slice(i + 1).map((b) => `${a}–${b} ${rtt(a, b)} ms`),
+    );
+    process.stdout.write(
+      [
+        '',
+        `Regional demo: the forum in ${regions.join(', ')} (primary ${cluster.primaryRegion}); round trips ${links.join(', ')}.`,
+        `Each deployment: ${options.readers ?? 3} readers and ${writers} writers per region, ${durationMs / 1000} s measured after ${warmupMs / 1000} s of warm-up.`,
+        `Regional Redis: ${redisMissing ? 'not used (redis-server missing)' : 'sessions and counters in the shared store, topic list in the regional cache'}.`,
+        '',
+        renderReport(figures, goals),
+        '',
+      ].join('\n'),
+    );
+    const data = {
+      generatedAt: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        node: process.version,
+        platform: `${process.platform}-${process.arch}`,
+      },
+      primaryRegion: cluster.primaryRegion,
+      rttMs: Object.fromEntries(
+        regions.flatMap((a, i) => regions.slice(i + 1).map((b) => [`${a}-${b}`, rtt(a, b)])),
+      ),
+      durationMs,
+      warmupMs,
+      readersPerRegion: options.readers ?? 3,
+      writersPerRegion: writers,
+      redis: redisMissing === null,
+      deployments: Object.fromEntries(
+        figures.map((f) => [f.name, { label: f.label, regions: f.regions }]),
+      ),
+      goals,
+    };
+    const written = writeDemoResults(
+      options.results ?? path.join(ROOT, 'bench', 'results'),
+      data,
+      renderChart(
+        figures,
+        `Regional demo: p50 per deployment and region, log scale (${links.join(', ')})`,
+      ),
+    );
+    status(
+      `wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.svg)}`,
+    );
+  } finally {
+    await stopDeployment(running);
+    await cluster.stop();
+    running.cluster = null;
+  }
+}
+//# sourceMappingURL=demo.js.map

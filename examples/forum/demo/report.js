@@ -1,0 +1,176 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { table } from '../../../src/cli/shared.js';
+
+function percentile(values, p) {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+const round = (value) => (Number.isFinite(value) ? Math.round(value * 10) / 10 : null);
+export function summarize(sample) {
+  return {
+    readP50Ms: round(percentile(sample.reads, 50)),
+    readP99Ms: round(percentile(sample.reads, 99)),
+    writeP50Ms: round(percentile(sample.writes, 50)),
+    writeThenReadP50Ms: round(percentile(sample.writeThenReads, 50)),
+    ownWriteWaitP50Ms: round(percentile(sample.ownWriteWaits, 50)),
+    ownWriteWaitP99Ms: round(percentile(sample.ownWriteWaits, 99)),
+    staleReads: sample.staleReads,
+    ownWriteReads: sample.ownWriteReads,
+    staleRate:
+      sample.ownWriteReads === 0
+        ? 0
+        : Math.round((sample.staleReads / sample.ownWriteReads) * 1000) / 1000,
+    reads: sample.reads.length,
+    writes: sample.writes.length,
+    errors: sample.errors,
+    errorSamples: sample.errorSamples,
+  };
+}
+/** The issue's goals for the Regional row, checked against the figures. */
+export function checkGoals(figures, primaryRegion, rttMs) {
+  const regional = figures.find((f) => f.name === 'regional');
+  const peer = figures.find((f) => f.name === 'replicas-no-consistency');
+  if (!regional) return [];
+  const goals = [];
+  const primaryRead = regional.regions[primaryRegion]?.readP50Ms ?? Number.NaN;
+  for (const [region, r] of Object.entries(regional.regions)) {
+    if (region === primaryRegion) continue;
+    const ratio = r.readP50Ms / primaryRead;
+    goals.push({
+      goal: `reads in ${region} no slower than 1.2× reads in ${primaryRegion} (p50)`,
+      met: ratio <= 1.2,
+      detail: `${r.readP50Ms} ms vs ${primaryRead} ms (${ratio.toFixed(2)}×)`,
+    });
+    const rtt = rttMs(region, primaryRegion);
+    const budget = rtt + 10;
+    const local = regional.regions[primaryRegion]?.writeThenReadP50Ms ?? Number.NaN;
+    goals.push({
+      goal: `write-then-read in ${region} ≤ one round trip to ${primaryRegion} + 10 ms (p50)`,
+      met: r.writeThenReadP50Ms <= budget,
+      detail:
+        `${r.writeThenReadP50Ms} ms vs ${budget} ms: the round trip, the app's own work (${local} ms for the same write and read in ${primaryRegion}), ` +
+        `and Regional's share ${(r.writeThenReadP50Ms - rtt - local).toFixed(1)} ms (replay hop, waiting ${r.ownWriteWaitP50Ms} ms p50)`,
+    });
+  }
+  const stale = Object.values(regional.regions).reduce((n, r) => n + r.staleReads, 0);
+  const own = Object.values(regional.regions).reduce((n, r) => n + r.ownWriteReads, 0);
+  const peerStale = peer ? Object.values(peer.regions).reduce((n, r) => n + r.staleReads, 0) : null;
+  goals.push({
+    goal: 'zero stale reads after own writes, where deployment 3 shows some',
+    met: stale === 0 && (peerStale === null || peerStale > 0),
+    detail: `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`,
+  });
+  return goals;
+}
+const ms = (value) => (value === null || Number.isNaN(value) ? '-' : `${value} ms`);
+/** The report as people read it: per deployment and region, then the goals. */
+export function renderReport(figures, goals) {
+  const rows = [
+    [
+      'deployment / region',
+      'read p50',
+      'read p99',
+      'write p50',
+      'write→read p50',
+      'stale reads after own write',
+    ],
+  ];
+  for (const deployment of figures) {
+    rows.push([deployment.label, '', '', '', '', '']);
+    for (const [region, r] of Object.entries(deployment.regions)) {
+      rows.push([
+        `    ${region}`,
+        ms(r.readP50Ms),
+        ms(r.readP99Ms),
+        ms(r.writeP50Ms),
+        ms(r.writeThenReadP50Ms),
+        `${r.staleReads} of ${r.ownWriteReads} (${(r.staleRate * 100).toFixed(1)}%)${r.errors ? `  [${r.errors} errors]` : ''}`,
+      ]);
+    }
+  }
+  const lines = [table(rows), ''];
+  if (goals.length > 0) {
+    lines.push('Goals (Regional row):');
+    for (const goal of goals) lines.push(`  ${goal.met ? '✓' : '✗'} ${goal.goal}: ${goal.detail}`);
+  }
+  const errors = figures.flatMap((d) =>
+    Object.entries(d.regions).flatMap(([region, r]) =>
+      r.errorSamples.map((e) => `  ${d.name} ${region}: ${e}`),
+    ),
+  );
+  if (errors.length > 0) lines.push('', 'Errors seen (first few):', ...errors);
+  return lines.join('\n');
+}
+/** A grouped bar chart (log scale) of read and write→read p50 per deployment and region, as SVG. */
+export function renderChart(figures, title) {
+  const regions = [...new Set(figures.flatMap((d) => Object.keys(d.regions)))];
+  const colours = ['#2f6fb0', '#e08a2e', '#3a9a5b', '#8e5bb5', '#c44e52'];
+  const metrics = [
+    { key: 'readP50Ms', label: 'read p50' },
+    { key: 'writeThenReadP50Ms', label: 'write→read p50' },
+  ];
+  const max = Math.max(
+    1,
+    ...figures.flatMap((d) =>
+      Object.values(d.regions).flatMap((r) => metrics.map((m) => r[m.key] ?? 0)),
+    ),
+  );
+  const barHeight = 14;
+  const labelWidth = 330;
+  const plotWidth = 520;
+  const rowsPerDeployment = metrics.length * (regions.length + 1);
+  const height = 70 + figures.length * (rowsPerDeployment * barHeight + 30);
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${labelWidth + plotWidth + 120}" height="${height}" font-family="system-ui, sans-serif" font-size="12">`,
+    `<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(title)}</text>`,
+  ];
+  regions.forEach((region, i) => {
+    out.push(
+      `<rect x="${labelWidth + i * 70}" y="34" width="12" height="12" fill="${colours[i % colours.length]}"/>`,
+    );
+    out.push(`<text x="${labelWidth + i * 70 + 16}" y="45">${escapeXml(region)}</text>`);
+  });
+  let y = 64;
+  for (const deployment of figures) {
+    out.push(`<text x="10" y="${y + 10}" font-weight="bold">${escapeXml(deployment.label)}</text>`);
+    y += 18;
+    for (const metric of metrics) {
+      out.push(`<text x="20" y="${y + 11}">${metric.label}</text>`);
+      regions.forEach((region, i) => {
+        const value = deployment.regions[region]?.[metric.key] ?? 0;
+        // Log scale: 5 ms and 1500 ms side by side both stay readable.
+        const width = Math.max(
+          1,
+          (Math.log10(Math.max(1, value)) / Math.log10(Math.max(10, max))) * plotWidth,
+        );
+        out.push(
+          `<rect x="${labelWidth}" y="${y}" width="${width.toFixed(1)}" height="${barHeight - 2}" fill="${colours[i % colours.length]}"/>`,
+        );
+        out.push(`<text x="${labelWidth + width + 4}" y="${y + 11}">${value} ms</text>`);
+        y += barHeight;
+      });
+      y += barHeight / 2;
+    }
+    y += 12;
+  }
+  out.push('</svg>');
+  return out.join('\n');
+}
+function escapeXml(text) {
+  return text.replace(
+    /[<>&"]/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c],
+  );
+}
+/** Writes `demo.json` and `demo.svg` into `dir`; returns their paths. */
+export function writeDemoResults(dir, data, svg) {
+  mkdirSync(dir, { recursive: true });
+  const json = path.join(dir, 'demo.json');
+  const chart = path.join(dir, 'demo.svg');
+  writeFileSync(json, `${JSON.stringify(data, null, 2)}\n`);
+  writeFileSync(chart, `${svg}\n`);
+  return { json, svg: chart };
+}
+//# sourceMappingURL=report.js.map
