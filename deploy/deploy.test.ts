@@ -210,7 +210,7 @@ describe('deploy/docker-compose.yml', () => {
 
   it('runs migrations once, in the primary region, before any app instance', () => {
     const migrate = services.migrate;
-    expectMigrateCommand((migrate?.command as string[]).join(' '));
+    expectMigrateCommand(((migrate?.command ?? []) as string[]).join(' '));
     expect(migrate?.environment?.REGION).toBe(migrate?.environment?.PRIMARY_REGION);
     for (const [, app] of apps)
       expect(app?.depends_on?.migrate?.condition).toBe('service_completed_successfully');
@@ -231,7 +231,7 @@ describe('deploy/docker-compose.yml', () => {
       expect(primary.port).toBe(env.PORT);
       expect(loadHttpSettings({ env }).mode).toBe('proxy');
       expect(app?.ports?.[0]).toMatch(new RegExp(`:${env.PORT}$`));
-      ports.add((app?.ports?.[0] as string).split(':')[0] as string);
+      ports.add((app?.ports?.[0] ?? '').split(':')[0] as string);
       expect(app?.healthcheck?.test.join(' ')).toContain(HEALTH_READY_PATH);
       expect(
         existsSync(
