@@ -4,9 +4,10 @@ import { integer, pgTable, serial, text, withReplicas } from 'drizzle-orm/pg-cor
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countersTable, countStaleReads } from '../../test/support/consistency.js';
+import { twoRegions } from '../../test/support/two-regions.js';
 import { currentContext, withContext } from '../core/context.js';
-import { RegionalPool } from '../pg/pool.js';
-import { LocalCluster } from '../testing/cluster.js';
+import type { RegionalPool } from '../pg/pool.js';
+import type { LocalCluster } from '../testing/cluster.js';
 import { drizzle } from './index.js';
 
 const counters = pgTable('counters', {
@@ -20,24 +21,10 @@ let pool: RegionalPool;
 let db: ReturnType<typeof drizzle<{ counters: typeof counters; notes: typeof notes }>>;
 
 beforeAll(async () => {
-  cluster = await LocalCluster.start({
-    temporary: true,
-    regions: ['iad', 'syd'],
-    rttMs: { syd: 100 },
-  });
-  await cluster.query(
-    'iad',
+  ({ cluster, pool } = await twoRegions(
     `${countersTable()} CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);`,
-  );
-  await cluster.waitForReplay('syd');
-  const syd = cluster.endpoints('syd');
-  pool = new RegionalPool({
-    primaryRegion: 'iad',
-    region: 'syd',
-    databaseUrl: syd.databaseUrl,
-    replicaUrl: syd.replicaUrl,
-    pool: { max: 50 },
-  });
+    { pool: { pool: { max: 50 } } },
+  ));
   db = drizzle(pool, { schema: { counters, notes } });
 });
 
