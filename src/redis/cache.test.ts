@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { describeWithRedis } from '../../test/support/redis.js';
 import { redisOptions } from '../../test/support/redis-cluster.js';
 import { LocalCluster } from '../testing/cluster.js';
@@ -97,6 +97,23 @@ describeWithRedis('RegionalCache in three regions', () => {
     expect(await syd.getOrCompute('topics:list', compute)).toEqual({ topics: ['hello'] });
     expect(computes).toBe(1);
     expect(syd.stats()).toMatchObject({ computes: 1, sets: 1 });
+  });
+
+  it('getOrCompute answers with the computed value even when it cannot be stored, and says so', async () => {
+    const syd = await cache('syd');
+    const before = warnings.length;
+    // JSON cannot hold a BigInt: the store fails after the value is computed.
+    const value = await syd.getOrCompute('unstorable', () => ({ n: 1n }));
+    expect(value).toEqual({ n: 1n });
+    await vi.waitFor(() =>
+      expect(warnings.slice(before)).toEqual([
+        'The computed value of "unstorable" could not be stored in the cache',
+      ]),
+    );
+    expect(await syd.get('unstorable')).toBeUndefined();
+    await expect(syd.getOrCompute('bad-ttl', () => 1, { ttlMs: -1 })).rejects.toThrow(
+      /ttlMs must be a whole number of milliseconds >= 0, got -1/,
+    );
   });
 
   it('a purge issued in cdg removes the key from the iad and syd caches', async () => {

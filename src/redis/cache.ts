@@ -125,6 +125,8 @@ export class RegionalCache {
   private readonly purgeStream: string;
   private readonly follower: PurgeFollower | null;
   private readonly inflight = new Map<string, Flight>();
+  /** Computed values being stored, by key: a lookup of the key waits for its store first. */
+  private readonly storing = new Map<string, Promise<void>>();
   private readonly warn: (message: string, error?: unknown) => void;
   private down = false;
   private readonly counters: RegionalCacheStats = {
@@ -205,10 +207,8 @@ export class RegionalCache {
 
   /** Stores `value` (as JSON) in this region's cache. A value of `undefined` is not stored. */
   async set(key: string, value: unknown, options: CacheSetOptions = {}): Promise<void> {
+    const ttlMs = this.ttlOf(options);
     if (value === undefined || !this.client) return;
-    const ttlMs = options.ttlMs ?? this.defaultTtlMs;
-    if (!Number.isInteger(ttlMs) || ttlMs < 0)
-      throw new RangeError(`ttlMs must be a whole number of milliseconds >= 0, got ${ttlMs}`);
     const keys = [this.entryKey(key), ...(options.tags ?? []).map((tag) => this.tagKey(tag))];
     const done = await this.command((c) =>
       c.regionalCacheSet(keys.length, ...keys, JSON.stringify(value), ttlMs),
@@ -218,7 +218,9 @@ export class RegionalCache {
 
   /**
    * The cached value, or else what `compute` returns, stored for next time. Concurrent callers
-   * for one key share one lookup and one computation in this process.
+   * for one key share one lookup and one computation in this process. A computed value is
+   * returned at once and stored in the background (a failure to store is a warning); a caller
+   * that comes while it is being stored looks it up once the store is done.
    */
   getOrCompute<T>(
     key: string,
@@ -227,25 +229,50 @@ export class RegionalCache {
   ): Promise<T> {
     const existing = this.inflight.get(key);
     if (existing) return existing.promise as Promise<T>;
+    try {
+      this.ttlOf(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const flight: Flight = {
       promise: Promise.resolve(),
       tags: options.tags ?? [],
       invalidated: false,
     };
+    const storing = this.storing.get(key);
     flight.promise = (async () => {
+      if (storing) await storing;
       const cached = await this.get<T>(key);
       if (cached !== undefined) return cached;
       this.counters.computes++;
       const value = await compute();
       // A purge overtook this computation: its value may predate what was purged.
       if (flight.invalidated) this.counters.discarded++;
-      else await this.set(key, value, options);
+      else this.storeInBackground(key, value, options);
       return value;
     })().finally(() => {
       if (this.inflight.get(key) === flight) this.inflight.delete(key);
     });
     this.inflight.set(key, flight);
     return flight.promise as Promise<T>;
+  }
+
+  private storeInBackground(key: string, value: unknown, options: CacheSetOptions): void {
+    const store: Promise<void> = this.set(key, value, options)
+      .catch((error: Error) =>
+        this.warn(`The computed value of "${key}" could not be stored in the cache`, error),
+      )
+      .finally(() => {
+        if (this.storing.get(key) === store) this.storing.delete(key);
+      });
+    this.storing.set(key, store);
+  }
+
+  private ttlOf(options: CacheSetOptions): number {
+    const ttlMs = options.ttlMs ?? this.defaultTtlMs;
+    if (!Number.isInteger(ttlMs) || ttlMs < 0)
+      throw new RangeError(`ttlMs must be a whole number of milliseconds >= 0, got ${ttlMs}`);
+    return ttlMs;
   }
 
   /**
