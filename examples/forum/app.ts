@@ -59,7 +59,15 @@ async function formBody(c: {
  * - `POST /api/topics/:id/posts` `{ body }` → 201 `{ id }`
  * - `POST /api/session` `{ name }` → `{ userId }` and a session cookie (signing in rotates it)
  */
-type Env = { Variables: { userId: number | null } };
+type Env = {
+  Variables: {
+    /**
+     * The signed-in user, looked up while the handler starts its own queries: a page that
+     * does not need the user does not wait for the session store first.
+     */
+    userId: Promise<number | null>;
+  };
+};
 
 export function forumApp(services: ForumServices): Hono<Env> {
   const app = new Hono<Env>();
@@ -67,11 +75,19 @@ export function forumApp(services: ForumServices): Hono<Env> {
 
   app.use(async (c, next) => {
     const token = getCookie(c, SESSION_COOKIE);
-    const userId = token ? await services.sessions.userId(token) : null;
+    const userId = token ? services.sessions.userId(token) : Promise.resolve(null);
     c.set('userId', userId);
+    // Handlers that answer before asking (a bad request) leave it unawaited: not a crash.
+    userId.catch(() => {});
     if (c.req.method === 'GET') {
       // Counted per route, not per topic: /api/topics/17 counts as /api/topics/:id.
-      services.recordVisit(new URL(c.req.url).pathname.replace(/\/\d+/g, '/:id'), userId);
+      const path = new URL(c.req.url).pathname.replace(/\/\d+/g, '/:id');
+      userId.then(
+        (id) => services.recordVisit(path, id),
+        // A page that never asks for the user still answers; the visit goes uncounted.
+        (error: Error) =>
+          console.warn(`[forum ${services.region}] session lookup failed:`, error.message),
+      );
     }
     await next();
     c.header('x-forum-region', services.region);
@@ -112,7 +128,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
         400,
       );
     }
-    const id = await store.createTopic(title.trim(), c.get('userId'));
+    const id = await store.createTopic(title.trim(), await c.get('userId'));
     await services.topicsChanged();
     return c.json({ id }, 201);
   });
@@ -126,7 +142,8 @@ export function forumApp(services: ForumServices): Hono<Env> {
         400,
       );
     }
-    const id = topicId === null ? null : await store.createPost(topicId, body, c.get('userId'));
+    const id =
+      topicId === null ? null : await store.createPost(topicId, body, await c.get('userId'));
     if (id === null) return c.json({ error: { code: 'NOT_FOUND', message: 'no such topic' } }, 404);
     await services.topicsChanged();
     return c.json({ id }, 201);
@@ -147,9 +164,10 @@ export function forumApp(services: ForumServices): Hono<Env> {
 
   // HTML pages, for a person to click through.
   app.get('/', async (c) => {
-    const topics = (await services.topicList(() => store.listTopics())) as Awaited<
-      ReturnType<ForumStore['listTopics']>
-    >;
+    const [topics, userId] = await Promise.all([
+      services.topicList(() => store.listTopics()) as ReturnType<ForumStore['listTopics']>,
+      c.get('userId'),
+    ]);
     const items = topics
       .map(
         (t) =>
@@ -160,7 +178,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
       page(
         services.region,
         'Topics',
-        `${c.get('userId') ? '' : '<form method="post" action="/session"><input name="name" placeholder="your name" required> <button>Sign in</button></form>'}
+        `${userId ? '' : '<form method="post" action="/session"><input name="name" placeholder="your name" required> <button>Sign in</button></form>'}
         <form method="post" action="/topics"><input name="title" placeholder="New topic" required maxlength="200"> <button>Create</button></form>
         <ul>${items}</ul>`,
       ),
@@ -188,7 +206,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
   app.post('/topics', async (c) => {
     const { title = '' } = await formBody(c);
     if (title.trim() === '') return c.redirect('/', 303);
-    const id = await store.createTopic(title.trim().slice(0, 200), c.get('userId'));
+    const id = await store.createTopic(title.trim().slice(0, 200), await c.get('userId'));
     await services.topicsChanged();
     return c.redirect(`/t/${id}`, 303);
   });
@@ -197,7 +215,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
     const topicId = positiveId(c.req.param('id'));
     const { body = '' } = await formBody(c);
     if (topicId !== null && body.trim() !== '') {
-      await store.createPost(topicId, body.slice(0, 10_000), c.get('userId'));
+      await store.createPost(topicId, body.slice(0, 10_000), await c.get('userId'));
       await services.topicsChanged();
     }
     return c.redirect(`/t/${topicId ?? ''}`, 303);
