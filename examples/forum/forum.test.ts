@@ -94,6 +94,9 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
       expect(created.status, created.text).toBe(201);
       expect(created.header('x-regional-region')).toBe('iad');
       const { id } = created.json<{ id: number }>();
+      const cacheHits = edge.stats().replayCacheHits;
+      const empty = await user.get(`/api/topics/${id}`);
+      expect(empty.json()).toEqual({ id, title: `Made in ${region}`, posts: [] });
       for (let i = 0; i < 5; i++) {
         const post = await user.send('POST', `/api/topics/${id}/posts`, {
           json: { body: `reply ${i} from ${region}` },
@@ -107,7 +110,15 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
           id: post.json<{ id: number }>().id,
           body: `reply ${i} from ${region}`,
         });
+        // Newest first, every post once.
+        const ids = topic.posts.map((p) => p.id);
+        expect(ids).toHaveLength(i + 1);
+        expect(ids).toEqual([...ids].sort((a, b) => b - a));
       }
+      // Replies are only ever written (primaryOnlyPaths): after the first, the edge sends them
+      // straight to iad (fly-replay-cache). The tests of each region run one after another.
+      if (region !== 'iad')
+        expect(edge.stats().replayCacheHits - cacheHits).toBeGreaterThanOrEqual(4);
       const listed = await user.get('/api/topics');
       const inList = listed
         .json<{ topics: { id: number; postCount: number }[] }>()

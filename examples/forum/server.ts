@@ -133,7 +133,13 @@ if (!['regional', 'single', 'replicas'].includes(deployment)) {
 const root = new Hono();
 if (deployment === 'regional') {
   const { services, sources } = regionalServices();
-  root.use(regional({ sources }));
+  root.use(
+    regional({
+      sources,
+      // Only ever written to: on Fly.io, replies then go straight to the primary region.
+      primaryOnlyPaths: ['/api/topics/*/posts', '/t/*/posts'],
+    }),
+  );
   root.route('/', forumApp(services));
 } else {
   root.route('/', forumApp(plainServices()));

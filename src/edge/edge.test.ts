@@ -112,7 +112,7 @@ describe('LocalEdge', () => {
     expect(elapsed).toBeGreaterThanOrEqual(100);
     expect(proxies.map((p) => p.name)).toEqual(['syd->iad edge']);
     expect(proxies[0]?.stats().roundTrips).toBeGreaterThanOrEqual(1);
-    expect(local.stats()).toEqual({ requests: 1, replays: 1, failures: 0 });
+    expect(local.stats()).toEqual({ requests: 1, replays: 1, failures: 0, replayCacheHits: 0 });
   });
 
   it('refuses to replay a body over the limit, an unknown region, and endless replays', async () => {
@@ -147,6 +147,86 @@ describe('LocalEdge', () => {
     expect((await new Client(local.url('syd')).get('/')).status).toBe(502);
     await new Client(local.url('iad')).get('/', { headers: { 'fly-replay-src': 'state=forged' } });
     expect(iad.seen[0]?.headers['fly-replay-src']).toBe('state=forged');
+  });
+
+  it('caches a replay the app asks it to (fly-replay-cache): later matching requests go straight to that region', async () => {
+    const iad = await app('iad');
+    const cachingReplay = (seen: Seen, res: http.ServerResponse) => {
+      const [pattern, ttl] = seen.url.startsWith('/short')
+        ? ['127.0.0.1/short/*', '5'] // under Fly's 10 s minimum: ignored
+        : seen.url.startsWith('/elsewhere')
+          ? ['127.0.0.1/topics/*', '60'] // does not match this request: ignored
+          : ['127.0.0.1/topics/*/posts', '60'];
+      res.writeHead(409, {
+        'fly-replay': 'region=iad;state=abc123',
+        'fly-replay-cache': pattern,
+        'fly-replay-cache-ttl-secs': ttl,
+        'content-length': '0',
+      });
+      res.end();
+    };
+    const syd = await app('syd', cachingReplay);
+    const cdg = await app('cdg', cachingReplay);
+    const local = await edge({
+      apps: { iad: { port: iad.port }, syd: { port: syd.port }, cdg: { port: cdg.port } },
+    });
+    const client = new Client(local.url('syd'));
+    for (const body of ['one', 'two', 'three']) {
+      const response = await client.send('POST', '/topics/7/posts?x=1', { json: { body } });
+      expect(response.json()).toMatchObject({ region: 'iad', body: JSON.stringify({ body }) });
+    }
+    // Only the first request stopped in syd; the next two went straight to iad.
+    expect(syd.seen.map((s) => s.url)).toEqual(['/topics/7/posts?x=1']);
+    expect(iad.seen).toHaveLength(3);
+    expect(iad.seen[1]?.headers['fly-replay-src']).toMatch(
+      /^instance=replay-cache;region=syd;t=\d+$/,
+    );
+    expect(local.stats()).toMatchObject({ requests: 3, replays: 1, replayCacheHits: 2 });
+    // Other paths, and other entry regions, still ask their own region's app first.
+    await client.get('/topics/7');
+    expect(syd.seen.map((s) => s.url)).toEqual(['/topics/7/posts?x=1', '/topics/7']);
+    await new Client(local.url('cdg')).send('POST', '/topics/7/posts', { json: {} });
+    expect(cdg.seen).toHaveLength(1);
+    // A lifetime under 10 s, or a pattern that does not match the request, is not cached.
+    for (const url of ['/short/1', '/short/1', '/elsewhere/1', '/elsewhere/1'])
+      await client.get(url);
+    expect(syd.seen.filter((s) => /short|elsewhere/.test(s.url))).toHaveLength(4);
+  });
+
+  it('forgets a cached replay when the region it leads to answers fly-replay-cache: invalidate', async () => {
+    let iadIsPrimary = true;
+    const iad = await app('iad', (seen, res) => {
+      if (iadIsPrimary) return res.end(JSON.stringify({ region: 'iad', ...seen }));
+      res.writeHead(409, { 'fly-replay': 'region=cdg', 'fly-replay-cache': 'invalidate' });
+      res.end();
+    });
+    const cdg = await app('cdg');
+    const syd = await app('syd', (_seen, res) => {
+      res.writeHead(409, {
+        'fly-replay': `region=${iadIsPrimary ? 'iad' : 'cdg'}`,
+        'fly-replay-cache': '127.0.0.1/posts',
+        'fly-replay-cache-ttl-secs': '60',
+      });
+      res.end();
+    });
+    const local = await edge({
+      apps: { iad: { port: iad.port }, syd: { port: syd.port }, cdg: { port: cdg.port } },
+    });
+    const client = new Client(local.url('syd'));
+    await client.send('POST', '/posts', { json: {} });
+    await client.send('POST', '/posts', { json: {} });
+    expect(syd.seen).toHaveLength(1);
+    iadIsPrimary = false;
+    // The cached replay reaches iad, which sends it on and drops the cache entry...
+    expect((await client.send('POST', '/posts', { json: {} })).json()).toMatchObject({
+      region: 'cdg',
+    });
+    // ...so the next request asks syd again, which now names cdg.
+    expect((await client.send('POST', '/posts', { json: {} })).json()).toMatchObject({
+      region: 'cdg',
+    });
+    expect(syd.seen).toHaveLength(2);
+    expect(local.stats().replayCacheHits).toBe(2);
   });
 
   it('reads fly-replay fields as Fly.io writes them', () => {

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher } from 'undici';
 import { HOP_BY_HOP, hasBody } from '../http/headers.js';
+import { globToRegExp } from '../http/routes.js';
 
 /** Where a region's app instance listens, as reached from within its own region. */
 export interface EdgeApp {
@@ -48,7 +49,21 @@ export interface LocalEdgeStats {
   replays: number;
   /** Requests answered by the edge itself with an error (app unreachable, replay refused). */
   failures: number;
+  /** Requests sent straight to another region by a cached replay (`fly-replay-cache`). */
+  replayCacheHits: number;
 }
+
+/** A replay the edge remembers (`fly-replay-cache`): requests matching go straight to `region`. */
+interface CachedReplay {
+  /** The `host/path` glob as the app gave it. */
+  pattern: string;
+  matches: RegExp;
+  region: string;
+  expiresAt: number;
+}
+
+/** Fly.io's minimum lifetime of a cached replay. */
+const MIN_REPLAY_CACHE_SECONDS = 10;
 
 const ONE_MIB = 1024 * 1024;
 
@@ -73,7 +88,10 @@ export function parseFlyReplay(value: string): { region?: string; state?: string
  * `fly-replay: region=<r>` answers by re-sending the request — same method, path, headers and
  * body, plus `fly-replay-src` with the `state` the app gave — to region `r`'s instance,
  * through the latency link between the two regions. Bodies over 1 MiB cannot be replayed
- * (as on Fly.io). A client's own `fly-replay-src` header is passed on as is: the app must
+ * (as on Fly.io). Like Fly's proxy it keeps replays the app asks it to cache
+ * (`fly-replay-cache: <host>/<path glob>` with `fly-replay-cache-ttl-secs` of at least 10) and
+ * sends later matching requests entering the same region straight to that region, until the
+ * time is up or the region there answers `fly-replay-cache: invalidate`. A client's own `fly-replay-src` header is passed on as is: the app must
  * not trust it unless it verifies it.
  *
  * @example
@@ -85,7 +103,14 @@ export class LocalEdge {
   private readonly servers = new Map<string, http.Server>();
   private readonly targets = new Map<string, Promise<number>>();
   private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
-  private readonly counters: LocalEdgeStats = { requests: 0, replays: 0, failures: 0 };
+  private readonly counters: LocalEdgeStats = {
+    requests: 0,
+    replays: 0,
+    failures: 0,
+    replayCacheHits: 0,
+  };
+  /** Cached replays per entry region. */
+  private readonly replayCache = new Map<string, CachedReplay[]>();
   private readonly maxBody: number;
   private readonly maxReplays: number;
 
@@ -186,6 +211,13 @@ export class LocalEdge {
     const { body, replayable } = await readBody(req, this.maxBody);
     let region = this.options.entries?.[entry] ?? entry;
     let replaySource: string | undefined;
+    const target = hostAndPath(req);
+    let cached = this.cachedReplay(entry, target);
+    if (cached) {
+      this.counters.replayCacheHits++;
+      replaySource = `instance=replay-cache;region=${region};t=${Date.now() * 1000}`;
+      region = cached.region;
+    }
     for (let hops = 0; ; hops++) {
       const app = this.options.apps[region] as EdgeApp;
       let response: Dispatcher.ResponseData;
@@ -208,13 +240,27 @@ export class LocalEdge {
       const replay = response.headers['fly-replay'];
       if (replay === undefined) return relay(response, res);
       await response.body.dump();
-      const target = parseFlyReplay(Array.isArray(replay) ? (replay[0] as string) : replay);
-      if (!target.region || !this.options.apps[target.region])
+      const next = parseFlyReplay(Array.isArray(replay) ? (replay[0] as string) : replay);
+      if (!next.region || !this.options.apps[next.region])
         return this.fail(
           res,
           502,
-          `edge: fly-replay names region "${target.region ?? ''}", which has no app`,
+          `edge: fly-replay names region "${next.region ?? ''}", which has no app`,
         );
+      const cacheHeader = single(response.headers['fly-replay-cache']);
+      if (cacheHeader === 'invalidate') {
+        // The region a cached replay led to says it no longer serves these requests.
+        if (cached) this.forgetReplay(entry, cached);
+        cached = undefined;
+      } else if (cacheHeader !== undefined) {
+        this.rememberReplay(
+          entry,
+          target,
+          cacheHeader,
+          next.region,
+          single(response.headers['fly-replay-cache-ttl-secs']),
+        );
+      }
       if (!replayable)
         return this.fail(
           res,
@@ -232,10 +278,50 @@ export class LocalEdge {
         `instance=${region}-app`,
         `region=${region}`,
         `t=${Date.now() * 1000}`,
-        ...(target.state === undefined ? [] : [`state=${target.state}`]),
+        ...(next.state === undefined ? [] : [`state=${next.state}`]),
       ].join(';');
-      region = target.region;
+      region = next.region;
     }
+  }
+
+  /** The cached replay for a request entering `entry`, if one matches and has not expired. */
+  private cachedReplay(entry: string, target: string): CachedReplay | undefined {
+    const entries = this.replayCache.get(entry);
+    if (!entries) return undefined;
+    const now = Date.now();
+    return entries.find((c) => c.expiresAt > now && c.matches.test(target));
+  }
+
+  /**
+   * Remembers a replay as Fly.io's proxy does: only with a lifetime of at least 10 s and a
+   * `host/path` glob that matches the request that was replayed; anything else is ignored.
+   */
+  private rememberReplay(
+    entry: string,
+    target: string,
+    pattern: string,
+    region: string,
+    ttl: string | undefined,
+  ): void {
+    const seconds = Number(ttl);
+    if (!Number.isFinite(seconds) || seconds < MIN_REPLAY_CACHE_SECONDS) return;
+    const matches = globToRegExp(pattern);
+    if (!matches.test(target)) return;
+    const now = Date.now();
+    const kept = (this.replayCache.get(entry) ?? []).filter(
+      (c) => c.pattern !== pattern && c.expiresAt > now,
+    );
+    kept.push({ pattern, matches, region, expiresAt: now + seconds * 1000 });
+    this.replayCache.set(entry, kept);
+  }
+
+  private forgetReplay(entry: string, cached: CachedReplay): void {
+    const entries = this.replayCache.get(entry);
+    if (entries)
+      this.replayCache.set(
+        entry,
+        entries.filter((c) => c !== cached),
+      );
   }
 
   private fail(res: http.ServerResponse, status: number, message: string): void {
@@ -243,6 +329,17 @@ export class LocalEdge {
     res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
     res.end(`${message}\n`);
   }
+}
+
+const single = (value: string | string[] | undefined): string | undefined =>
+  Array.isArray(value) ? value[0] : value;
+
+/** `host/path` of a request, the host without its port: what replay cache patterns match. */
+function hostAndPath(req: http.IncomingMessage): string {
+  const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return `${host}${query < 0 ? url : url.slice(0, query)}`;
 }
 
 function forwardHeaders(req: http.IncomingMessage, replaySource: string | undefined) {

@@ -10,7 +10,9 @@ import type { RegionalHttpOptions } from './settings.js';
 /** The framework-neutral view of a Web-standard `Request`. */
 export function webView(request: Request, mark?: 'read' | 'write'): RequestView {
   const url = new URL(request.url);
-  const header = (name: string) => request.headers.get(name) ?? undefined;
+  // A Web Request keeps its host in the URL, not among its headers.
+  const header = (name: string) =>
+    request.headers.get(name) ?? (name === 'host' ? url.host : undefined);
   return {
     method: request.method.toUpperCase(),
     path: url.pathname + url.search,

@@ -170,6 +170,61 @@ describe('tokens across requests', () => {
   });
 });
 
+describe('fly-replay answers', () => {
+  const inSyd = (options = {}) =>
+    new RegionalHttp({
+      primaryRegion: 'iad',
+      region: 'syd',
+      mode: 'fly-replay',
+      secret: SECRET,
+      env: {},
+      primaryOnlyPaths: ['/api/topics/*/posts'],
+      ...options,
+    });
+  const send = (http: RegionalHttp, method: string, path: string) =>
+    handleFetch(
+      http,
+      new Request(`http://forum.test:8080${path}`, {
+        method,
+        body: method === 'GET' ? null : '{}',
+      }),
+      () => new Response('ran here'),
+    );
+
+  it('ask Fly.io to cache the replay for primaryOnlyPaths, and only there', async () => {
+    const http = inSyd();
+    const post = await send(http, 'POST', '/api/topics/7/posts?draft=0');
+    expect(post.status).toBe(409);
+    expect(post.headers.get('fly-replay')).toMatch(/^region=iad;state=/);
+    expect(post.headers.get('fly-replay-cache')).toBe('forum.test/api/topics/*/posts');
+    expect(post.headers.get('fly-replay-cache-ttl-secs')).toBe('60');
+    // Every request under such a path writes, whatever its method.
+    const get = await send(http, 'GET', '/api/topics/7/posts');
+    expect(get.status).toBe(409);
+    expect(get.headers.get('fly-replay-cache')).toBe('forum.test/api/topics/*/posts');
+    // Elsewhere a write is replayed without caching, and a read runs here.
+    const topic = await send(http, 'POST', '/api/topics');
+    expect(topic.status).toBe(409);
+    expect(topic.headers.get('fly-replay-cache')).toBeNull();
+    expect(await (await send(http, 'GET', '/api/topics')).text()).toBe('ran here');
+    expect(
+      (
+        await send(inSyd({ primaryOnlyCacheSeconds: 300 }), 'PUT', '/api/topics/1/posts')
+      ).headers.get('fly-replay-cache-ttl-secs'),
+    ).toBe('300');
+  });
+
+  it('refuse a primaryOnlyPaths pattern Fly.io could not use, and a lifetime under its minimum', () => {
+    expect(() => inSyd({ primaryOnlyPaths: ['/api/topics/:id/posts'] })).toThrow(
+      /primaryOnlyPaths: "\/api\/topics\/:id\/posts" is not a path pattern; write a path starting with "\/"/,
+    );
+    expect(() => inSyd({ primaryOnlyPaths: ['api/posts'] })).toThrow(/primaryOnlyPaths/);
+    expect(() => inSyd({ primaryOnlyCacheSeconds: 5 })).toThrow(
+      /primaryOnlyCacheSeconds: must be a whole number of seconds, at least 10/,
+    );
+  });
+});
+
 describe('proxy replays', () => {
   it('answer 502 with a clear message, counted, when no primary-region instance answers', async () => {
     const port = await freePort(); // nothing listens there

@@ -34,12 +34,28 @@ export function flyReplayAnswer(
     status: 409,
     headers: [
       ['fly-replay', `region=${settings.primaryRegion};state=${markers.flyState(method, path)}`],
+      ...replayCacheHeaders(settings, state),
       ['content-length', '0'],
       ['cache-control', 'no-store'],
       ...headers,
     ],
     body: null,
   };
+}
+
+/**
+ * For a path under `primaryOnlyPaths`: Fly.io's replay cache headers, so its proxy sends later
+ * requests there to the primary region directly. The pattern names the host (without port),
+ * as Fly requires; without a Host header nothing is cached.
+ */
+function replayCacheHeaders(settings: HttpSettings, state: RequestState): [string, string][] {
+  const pattern = settings.routes.primaryOnlyPattern(state.view.path);
+  const host = state.view.header('host')?.replace(/:\d+$/, '');
+  if (pattern === undefined || !host) return [];
+  return [
+    ['fly-replay-cache', `${host}${pattern}`],
+    ['fly-replay-cache-ttl-secs', String(settings.primaryOnlyCacheSeconds)],
+  ];
 }
 
 /**

@@ -37,14 +37,54 @@ function compile(spec: RouteSpec, option: string): Matcher {
   return method ? (m, path) => m === method && regex.test(path) : (_m, path) => regex.test(path);
 }
 
+const PRIMARY_ONLY_PATH = /^\/[^\s?#:]*$/;
+
+/** Compiles a `primaryOnlyPaths` glob (`*` matches anything, as in Fly.io's replay cache). */
+function compilePath(pattern: string): RegExp {
+  if (typeof pattern !== 'string' || !PRIMARY_ONLY_PATH.test(pattern)) {
+    throw new TypeError(
+      `primaryOnlyPaths: ${JSON.stringify(pattern)} is not a path pattern; write a path starting with "/" where "*" matches anything, e.g. "/api/topics/*/posts" (no ":name" parts, no query)`,
+    );
+  }
+  return globToRegExp(pattern);
+}
+
+/** A Fly.io replay cache glob as a RegExp: `*` matches anything, the rest literally. */
+export function globToRegExp(glob: string): RegExp {
+  const source = glob
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${source}$`);
+}
+
 /** Decides per request whether it writes; built once from the options. */
 export class RouteRules {
   private readonly reads: Matcher[];
   private readonly writes: Matcher[];
+  private readonly primaryOnly: { pattern: string; regex: RegExp }[];
 
-  constructor(readRoutes: readonly RouteSpec[] = [], writeRoutes: readonly RouteSpec[] = []) {
+  constructor(
+    readRoutes: readonly RouteSpec[] = [],
+    writeRoutes: readonly RouteSpec[] = [],
+    primaryOnlyPaths: readonly string[] = [],
+  ) {
     this.reads = readRoutes.map((spec) => compile(spec, 'readRoutes'));
     this.writes = writeRoutes.map((spec) => compile(spec, 'writeRoutes'));
+    this.primaryOnly = primaryOnlyPaths.map((pattern) => ({
+      pattern,
+      regex: compilePath(pattern),
+    }));
+  }
+
+  /**
+   * The `primaryOnlyPaths` pattern `pathAndQuery` falls under, if any: every request there
+   * writes, whatever its method, so the platform may send it straight to the primary region.
+   */
+  primaryOnlyPattern(pathAndQuery: string): string | undefined {
+    if (this.primaryOnly.length === 0) return undefined;
+    const path = withoutQuery(pathAndQuery);
+    return this.primaryOnly.find(({ regex }) => regex.test(path))?.pattern;
   }
 
   /**
@@ -53,8 +93,8 @@ export class RouteRules {
    */
   isWrite(method: string, pathAndQuery: string, mark?: 'read' | 'write'): boolean {
     if (mark) return mark === 'write';
-    const query = pathAndQuery.indexOf('?');
-    const path = query < 0 ? pathAndQuery : pathAndQuery.slice(0, query);
+    const path = withoutQuery(pathAndQuery);
+    if (this.primaryOnly.length > 0 && this.primaryOnlyPattern(path) !== undefined) return true;
     if (WRITE_METHODS.has(method)) {
       for (const matches of this.reads) if (matches(method, path)) return false;
       return true;
@@ -62,4 +102,9 @@ export class RouteRules {
     for (const matches of this.writes) if (matches(method, path)) return true;
     return false;
   }
+}
+
+function withoutQuery(pathAndQuery: string): string {
+  const query = pathAndQuery.indexOf('?');
+  return query < 0 ? pathAndQuery : pathAndQuery.slice(0, query);
 }
