@@ -13,6 +13,7 @@ import { migrate } from '../../../src/migrate/index.js';
 import { LocalCluster } from '../../../src/testing/cluster.js';
 import { redisUnavailableReason } from '../../../src/testing/redis/binary.js';
 import { DEPLOYMENTS, type Deployment } from './deployments.js';
+import { LinkProbe } from './link-probe.js';
 import {
   checkGoals,
   type DeploymentFigures,
@@ -182,24 +183,36 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     const runId = Date.now().toString(36);
     for (const [index, deployment] of selected.entries()) {
       const edge = await startDeployment(cluster, deployment, running);
-      const samples = await workloadInChild({
-        entries: Object.fromEntries(
-          cluster.topology.regions.map((region) => [region, edge.url(region)]),
-        ),
-        topicIds: seeded.topicIds,
-        writerTopics: seeded.writerTopics,
-        readersPerRegion: options.readers ?? 3,
-        readerThinkMs: 100,
-        writerThinkMs: 100,
-        warmupMs,
-        durationMs,
-        runId: `${runId}d${index + 1}`,
-        onProgress: progressBar(`${index + 1}/${selected.length} ${deployment.label}`),
+      const probe = await LinkProbe.start(cluster, {
+        to: cluster.primaryRegion,
+        from: cluster.topology.replicaRegions,
       });
+      probe.measureFrom(performance.now() + warmupMs);
+      let samples: Record<string, RegionSample>;
+      let linkRttP50Ms: Record<string, number>;
+      try {
+        samples = await workloadInChild({
+          entries: Object.fromEntries(
+            cluster.topology.regions.map((region) => [region, edge.url(region)]),
+          ),
+          topicIds: seeded.topicIds,
+          writerTopics: seeded.writerTopics,
+          readersPerRegion: options.readers ?? 3,
+          readerThinkMs: 100,
+          writerThinkMs: 100,
+          warmupMs,
+          durationMs,
+          runId: `${runId}d${index + 1}`,
+          onProgress: progressBar(`${index + 1}/${selected.length} ${deployment.label}`),
+        });
+      } finally {
+        linkRttP50Ms = await probe.stop();
+      }
       await stopDeployment(running);
       figures.push({
         name: deployment.name,
         label: deployment.label,
+        linkRttP50Ms,
         regions: Object.fromEntries(
           Object.entries(samples).map(([region, sample]) => [region, summarize(sample)]),
         ),
@@ -240,7 +253,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
       writersPerRegion: writers,
       redis: redisMissing === null,
       deployments: Object.fromEntries(
-        figures.map((f) => [f.name, { label: f.label, regions: f.regions }]),
+        figures.map((f) => [
+          f.name,
+          { label: f.label, linkRttP50Ms: f.linkRttP50Ms, regions: f.regions },
+        ]),
       ),
       goals,
     };

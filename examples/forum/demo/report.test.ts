@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { checkGoals, type DeploymentFigures, type RegionFigures } from './report.js';
+
+const region = (figures: Partial<RegionFigures>): RegionFigures => ({
+  readP50Ms: 5,
+  readP99Ms: 20,
+  writeP50Ms: 5,
+  writeThenReadP50Ms: 10,
+  ownWriteWaitP50Ms: 0,
+  ownWriteWaitP99Ms: 0,
+  staleReads: 0,
+  ownWriteReads: 100,
+  staleRate: 0,
+  reads: 100,
+  writes: 100,
+  errors: 0,
+  errorSamples: [],
+  ...figures,
+});
+
+const rtt = () => 80;
+
+function figures(cdg: Partial<RegionFigures>, linkRttP50Ms?: Record<string, number>) {
+  const regional: DeploymentFigures = {
+    name: 'regional',
+    label: '4. Regional',
+    linkRttP50Ms,
+    regions: { iad: region({ writeThenReadP50Ms: 8 }), cdg: region(cdg) },
+  };
+  const peer: DeploymentFigures = {
+    name: 'replicas-no-consistency',
+    label: '3.',
+    regions: { cdg: region({ staleReads: 3 }) },
+  };
+  return [peer, regional];
+}
+
+describe('checkGoals', () => {
+  it('checks write-then-read against the round trip measured on the link, and says so', () => {
+    const [, writeThenRead] = checkGoals(
+      figures({ writeThenReadP50Ms: 91 }, { cdg: 81.5 }),
+      'iad',
+      rtt,
+    );
+    expect(writeThenRead).toMatchObject({ met: true });
+    expect(writeThenRead?.detail).toMatch(
+      /^91 ms vs 91\.5 ms\. The round trip: 81\.5 ms as measured on the link \(nominal 80 ms\); the app's own work: 8 ms .*Regional's share: 1\.5 ms/,
+    );
+    expect(checkGoals(figures({ writeThenReadP50Ms: 92 }, { cdg: 81.5 }), 'iad', rtt)[1]?.met).toBe(
+      false,
+    );
+  });
+
+  it('falls back to the nominal round trip when the link was not measured', () => {
+    const [, writeThenRead] = checkGoals(figures({ writeThenReadP50Ms: 91 }), 'iad', rtt);
+    expect(writeThenRead).toMatchObject({ met: false });
+    expect(writeThenRead?.detail).toMatch(
+      /vs 90 ms\. The round trip: 80 ms \(nominal; not measured\)/,
+    );
+  });
+
+  it('reads within 1.2× of the primary region, and zero stale reads only where the peer shows some', () => {
+    const goals = checkGoals(figures({ readP50Ms: 6.1 }), 'iad', rtt);
+    expect(goals[0]).toMatchObject({ met: false, detail: '6.1 ms vs 5 ms (1.22×)' });
+    expect(goals.at(-1)).toMatchObject({ met: true, detail: 'Regional 0 of 200; deployment 3 3' });
+    const stale = checkGoals(figures({ staleReads: 1 }), 'iad', rtt);
+    expect(stale.at(-1)?.met).toBe(false);
+  });
+});
