@@ -18,10 +18,13 @@ export interface ForumServices {
    * (nobody reads them back at once), so a read never waits for the primary.
    */
   recordVisit(path: string, userId: number | null): void;
-  /** The topic list, cached per region where a cache exists. */
+  /**
+   * The topic list, cached per region where a cache exists. Replies change its counts and
+   * order; it may show those a few seconds late (the cache's lifetime), as forums do.
+   */
   topicList(load: () => Promise<unknown>): Promise<unknown>;
-  /** Called after a new topic or post: purges the topic list everywhere. */
-  topicsChanged(): Promise<void>;
+  /** Called after a new topic: purges the topic list everywhere, so the topic shows at once. */
+  topicCreated(): Promise<void>;
 }
 
 const SESSION_COOKIE = 'forum_session';
@@ -129,7 +132,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
       );
     }
     const id = await store.createTopic(title.trim(), await c.get('userId'));
-    await services.topicsChanged();
+    await services.topicCreated();
     return c.json({ id }, 201);
   });
 
@@ -145,7 +148,6 @@ export function forumApp(services: ForumServices): Hono<Env> {
     const id =
       topicId === null ? null : await store.createPost(topicId, body, await c.get('userId'));
     if (id === null) return c.json({ error: { code: 'NOT_FOUND', message: 'no such topic' } }, 404);
-    await services.topicsChanged();
     return c.json({ id }, 201);
   });
 
@@ -207,7 +209,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
     const { title = '' } = await formBody(c);
     if (title.trim() === '') return c.redirect('/', 303);
     const id = await store.createTopic(title.trim().slice(0, 200), await c.get('userId'));
-    await services.topicsChanged();
+    await services.topicCreated();
     return c.redirect(`/t/${id}`, 303);
   });
 
@@ -216,7 +218,6 @@ export function forumApp(services: ForumServices): Hono<Env> {
     const { body = '' } = await formBody(c);
     if (topicId !== null && body.trim() !== '') {
       await store.createPost(topicId, body.slice(0, 10_000), await c.get('userId'));
-      await services.topicsChanged();
     }
     return c.redirect(`/t/${topicId ?? ''}`, 303);
   });

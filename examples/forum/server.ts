@@ -29,6 +29,8 @@ const region = process.env.REGION ?? process.env.FLY_REGION ?? 'local';
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST ?? '127.0.0.1';
 const SESSION_TTL_MS = 30 * 24 * 3600 * 1000;
+/** How late the cached topic list may show replies (new topics purge it everywhere at once). */
+const TOPIC_LIST_TTL_MS = 5_000;
 
 const warn = (what: string) => (error: unknown) =>
   console.warn(`[forum ${region}] ${what}:`, (error as Error)?.message ?? error);
@@ -54,7 +56,7 @@ function postgresServices(store: ForumStore): ForumServices {
       ).catch(warn('visit not recorded'));
     },
     topicList: (load) => load(),
-    topicsChanged: async () => {},
+    topicCreated: async () => {},
   };
 }
 
@@ -102,10 +104,9 @@ function regionalServices(): { services: ForumServices; sources: (RegionalPool |
         }
       },
       topicList: (load) =>
-        cache.getOrCompute('forum:topics', load, { tags: ['topics'], ttlMs: 60_000 }),
+        cache.getOrCompute('forum:topics', load, { tags: ['topics'], ttlMs: TOPIC_LIST_TTL_MS }),
       // The cache is per region and not read-your-writes: the purge need not hold up the answer.
-      topicsChanged: async () =>
-        void cache.purgeTags('topics').catch(warn('topic list not purged')),
+      topicCreated: async () => void cache.purgeTags('topics').catch(warn('topic list not purged')),
     },
   };
 }

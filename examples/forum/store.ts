@@ -33,11 +33,12 @@ export interface TopicPage {
 export class ForumStore {
   constructor(private readonly db: ForumDb) {}
 
+  /** The most active topics first: by latest post, a topic without posts by when it was made. */
   async listTopics(limit = 50): Promise<TopicSummary[]> {
     return this.db
       .select({ id: topics.id, title: topics.title, postCount: topics.postCount })
       .from(topics)
-      .orderBy(sql`${topics.lastPostAt} DESC NULLS LAST`, desc(topics.id))
+      .orderBy(sql`coalesce(${topics.lastPostAt}, ${topics.createdAt}) DESC`, desc(topics.id))
       .limit(limit);
   }
 

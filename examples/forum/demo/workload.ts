@@ -111,7 +111,7 @@ const emptySample = (): RegionSample => ({
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * The demo's users: in every region, readers browsing the topic list and topics, and writers
+ * The demo's users: in every region, readers browsing (the topic list, then three topics), and writers
  * posting in a topic and reading it straight back — the read that shows stale data when a
  * deployment does not keep read-your-writes. Bounded by time; every user signs in first
  * (which rotates a session token: a write).
@@ -158,7 +158,8 @@ export async function runWorkload(options: WorkloadOptions): Promise<Record<stri
           await sleep(Math.random() * options.readerThinkMs);
           for (let n = 0; running(); n++) {
             const topic = options.topicIds[Math.floor(Math.random() * options.topicIds.length)];
-            const path = n % 2 === 0 ? '/api/topics' : `/api/topics/${topic}`;
+            // The list, then three topics from it, and again: as people browse.
+            const path = n % 4 === 0 ? '/api/topics' : `/api/topics/${topic}`;
             try {
               const answer = await user.send('GET', path);
               if (answer.status !== 200)
