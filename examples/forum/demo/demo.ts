@@ -198,7 +198,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
           topicIds: seeded.topicIds,
           writerTopics: seeded.writerTopics,
           readersPerRegion: options.readers ?? 3,
-          readerThinkMs: 100,
+          readerThinkMs: 250,
           writerThinkMs: 100,
           warmupMs,
           durationMs,
