@@ -91,8 +91,8 @@ export function parseFlyReplay(value: string): { region?: string; state?: string
  * (as on Fly.io). Like Fly's proxy it keeps replays the app asks it to cache
  * (`fly-replay-cache: <host>/<path glob>` with `fly-replay-cache-ttl-secs` of at least 10) and
  * sends later matching requests entering the same region straight to that region, until the
- * time is up or the region there answers `fly-replay-cache: invalidate`. A client's own `fly-replay-src` header is passed on as is: the app must
- * not trust it unless it verifies it.
+ * time is up or the region there answers `fly-replay-cache: invalidate`. A client's own
+ * `fly-replay-src` header is passed on as is: the app must not trust it unless it verifies it.
  *
  * @example
  * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, route: (r) => cluster.route(r) });

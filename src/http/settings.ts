@@ -62,14 +62,17 @@ export interface RegionalHttpOptions {
   writeRoutes?: RouteSpec[];
   /**
    * Paths where every request writes, whatever its method (`*` matches anything), e.g.
-   * `['/api/topics/*\/posts']` (written without the backslash). They are replayed like a POST; in `fly-replay` mode the answer
-   * also asks Fly.io's proxy to cache the replay (`fly-replay-cache`), so later requests there
-   * go straight to the primary region without stopping at this instance first: a write from a
-   * replica region then costs one hop less. List only paths that never just read — a GET
-   * there is sent to the primary region too.
+   * `['/api/topics/*\/posts']` (written without the backslash). They are replayed like a
+   * POST; in `fly-replay` mode the answer also asks Fly.io's proxy to cache the replay
+   * (`fly-replay-cache`), so later requests there go straight to the primary region without
+   * stopping at this instance first: a write from a replica region then costs one hop less.
+   * List only paths that never just read — a GET there is sent to the primary region too.
    */
   primaryOnlyPaths?: string[];
-  /** How long Fly.io's proxy may keep such a cached replay, in seconds. Default 60; at least 10 (Fly's minimum). */
+  /**
+   * How long Fly.io's proxy may keep such a cached replay, in seconds. Default 60; at least 10
+   * (Fly's minimum).
+   */
   primaryOnlyCacheSeconds?: number;
   /** A proxied replay gives up waiting for the primary region's answer after this long. Default 30 000 ms. */
   replayTimeoutMs?: number;
