@@ -89,11 +89,19 @@ describe('regional demo (npm start)', () => {
     expect(out.stdout).toMatch(/4\. Regional\n\s+iad\s+[\d.]+ ms/);
     expect(out.stderr).toMatch(/\[#+-*\] \d+% 2\/2 4\. Regional/);
     const data = JSON.parse(readFileSync(path.join(results, 'demo.json'), 'utf8')) as {
-      deployments: Record<string, { regions: Record<string, Record<string, number>> }>;
+      rttMs: Record<string, number>;
+      deployments: Record<
+        string,
+        { linkRttP50Ms: Record<string, number>; regions: Record<string, Record<string, number>> }
+      >;
     };
     expect(Object.keys(data.deployments)).toEqual(['replicas-no-consistency', 'regional']);
     for (const deployment of Object.values(data.deployments)) {
       expect(Object.keys(deployment.regions)).toEqual(['iad', 'cdg', 'syd']);
+      // Round trips measured on the links: never shorter than the links' own delay.
+      expect(Object.keys(deployment.linkRttP50Ms)).toEqual(['cdg', 'syd']);
+      expect(deployment.linkRttP50Ms.cdg).toBeGreaterThanOrEqual(data.rttMs['iad-cdg'] as number);
+      expect(deployment.linkRttP50Ms.syd).toBeGreaterThanOrEqual(data.rttMs['iad-syd'] as number);
       for (const figures of Object.values(deployment.regions)) {
         for (const key of ['readP50Ms', 'readP99Ms', 'writeP50Ms', 'staleReads', 'ownWriteReads']) {
           expect(figures[key], key).toEqual(expect.any(Number));
