@@ -28,18 +28,25 @@ export class BoundedWait {
     private readonly format: (position: bigint) => string = String,
   ) {}
 
+  /** True while reads skip the replica because it recently missed the bound. */
+  get lagging(): boolean {
+    return Date.now() < this.laggingUntil;
+  }
+
   /**
-   * Resolves `replica` once `tracker`'s replica has `target`, or `primary` when the read should
-   * go there instead; throws `ReplicationTimeoutError` under the `error` policy. The time
-   * waited is added to `context.waitedMs`.
+   * Resolves `replica` once `tracker`'s replica has `target` (within the context's `maxWaitMs`,
+   * else the settings'), or `primary` when the read should go there instead; throws
+   * `ReplicationTimeoutError` under the `error` policy, after calling the context's `onLag`.
+   * The time waited is added to `context.waitedMs`.
    */
   async replicaOrPrimary(
     tracker: ReplayTracker,
     target: bigint,
     context: ConsistencyContext,
   ): Promise<'replica' | 'primary'> {
-    if (Date.now() < this.laggingUntil) {
+    if (this.lagging) {
       // It recently missed the bound: don't make every read wait the full bound again.
+      context.onLag?.();
       if (this.settings.waitPolicy === 'error') {
         throw new ReplicationTimeoutError(
           0,
@@ -50,19 +57,22 @@ export class BoundedWait {
       this.hooks.onTimeout();
       return 'primary';
     }
+    const maxWaitMs = context.maxWaitMs ?? this.settings.maxWaitMs;
     try {
-      context.waitedMs += await tracker.waitFor(target, this.settings.maxWaitMs);
+      context.waitedMs += await tracker.waitFor(target, maxWaitMs);
       return 'replica';
     } catch (error) {
       if (error instanceof ReplicationTimeoutError) {
-        context.waitedMs += this.settings.maxWaitMs;
+        context.waitedMs += maxWaitMs;
         this.hooks.onTimeout();
         this.laggingUntil = Date.now() + this.settings.replicaRetryMs;
+        context.onLag?.();
         if (this.settings.waitPolicy === 'error') throw error;
         return 'primary';
       }
       if (error instanceof ReplicaUnavailableError) {
         this.hooks.onUnavailable(error);
+        context.onLag?.();
         return 'primary';
       }
       throw error;

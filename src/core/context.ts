@@ -20,6 +20,19 @@ export class ConsistencyContext {
    */
   beforeWrite: (() => void) | undefined;
   /**
+   * Called when a read in this context gives up on the local replica (it stayed behind past
+   * the bound, or could not be asked), just before the read goes to the primary instead. The
+   * HTTP layer sets it to replay the whole request in the primary region; throwing here stops
+   * the read.
+   */
+  onLag: (() => void) | undefined;
+  /**
+   * The longest a read in this context waits for a replica, in place of the source's own bound:
+   * the HTTP layer sets its `maxWaitMs`, so a request's token gets the wait the HTTP settings
+   * promise whether it is waited on before the handler or by the handler's first read.
+   */
+  maxWaitMs: number | undefined;
+  /**
    * Writes made in a detached context (see {@link detached}) are fire-and-forget: their
    * positions are not recorded and they never make a read request replay.
    */

@@ -1,7 +1,8 @@
 /**
  * A replicated data source whose positions contexts and tokens carry: a Postgres cluster
  * (positions are commit LSNs), a Redis history (replication offsets). The HTTP layer waits
- * on every source a client's token names before the handler runs.
+ * on every source a client's token names before the handler runs (or, for a source that
+ * {@link ReplicatedSource.checksOnRead}, lets its first read check).
  *
  * @example
  * const sources: ReplicatedSource[] = [pool, sharedStore];
@@ -24,4 +25,11 @@ export interface ReplicatedSource {
   waitFor(position: bigint, timeoutMs: number): Promise<number>;
   /** True if this region's replica is known to have `position` already, without asking it. */
   hasReplayed(position: bigint): boolean;
+  /**
+   * True if this source's reads check a position the replica is not known to have in their own
+   * round trip, and wait only when the replica turns out to be behind (`RegionalPool`). The
+   * HTTP layer then leaves the check to the handler's first read instead of waiting before
+   * the handler runs, which saves a round trip to the replica.
+   */
+  readonly checksOnRead?: boolean;
 }

@@ -81,6 +81,27 @@ describe('ReplayTracker', () => {
     expect(tracker.stats().immediate).toBe(1);
   });
 
+  it('learns positions seen elsewhere: later checks need no poll, and waiters at or below them resolve', async () => {
+    const r = replica();
+    // Polls far apart, so only observe() can resolve the first waiter in time.
+    const tracker = new ReplayTracker({ name: 'test', poll: r.poll, minIntervalMs: 5_000 });
+    const low = tracker.waitFor(4n, 2000);
+    const high = tracker.waitFor(9n, 2000);
+    let highDone = false;
+    void high.then(() => (highDone = true));
+    await sleep(5);
+    tracker.observe(5n);
+    expect(await low).toBeGreaterThanOrEqual(0);
+    expect(highDone).toBe(false);
+    expect(tracker.hasReplayed(5n)).toBe(true);
+    expect(tracker.hasReplayed(6n)).toBe(false);
+    tracker.observe(3n); // an older sighting changes nothing
+    expect(tracker.known).toBe(5n);
+    tracker.observe(9n);
+    await high;
+    expect(tracker.stats()).toMatchObject({ resolved: 2, timeouts: 0, waiting: 0 });
+  });
+
   it('gives each waiter its own deadline', async () => {
     const r = replica(1n);
     const tracker = new ReplayTracker({ name: 'test', poll: r.poll, format: (p) => `#${p}` });

@@ -158,6 +158,19 @@ export class ReplayTracker {
     return this.knownPosition !== null && target <= this.knownPosition;
   }
 
+  /**
+   * Learns a position the replica was seen to have by other means (a read that asked in its
+   * own round trip): later checks need not ask, and waiters at or below it are resolved.
+   *
+   * @example
+   * tracker.observe(replayedLsn); // from a read pipelined with pg_last_wal_replay_lsn()
+   */
+  observe(position: bigint): void {
+    if (this.knownPosition !== null && position <= this.knownPosition) return;
+    this.knownPosition = position;
+    this.resolveReplayed();
+  }
+
   stats(): ReplayTrackerStats {
     return { ...this.counters, waiting: this.pending };
   }

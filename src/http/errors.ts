@@ -18,6 +18,19 @@ export class WriteInReadError extends RegionalError {
   }
 }
 
+/**
+ * A read request's token names a write the local replica had still not replayed when the
+ * handler's first read had waited `maxWaitMs` for it (lag policy `replay`). Thrown by that
+ * read, so nothing stale is read; the request is replayed in the primary region and whatever
+ * the handler answers here is discarded.
+ */
+export class LagReplayError extends RegionalError {
+  constructor(message: string) {
+    super('REGIONAL_LAG_REPLAY', message);
+    this.name = 'LagReplayError';
+  }
+}
+
 /** SQLSTATE 25006, read_only_sql_transaction: a replica refused a write. */
 export const READ_ONLY_SQL_TRANSACTION = '25006';
 

@@ -37,8 +37,10 @@ const IGNORED_KEY: Record<TokenFailure, keyof HttpStats['tokensIgnored']> = {
  * `regional/hono`, `regional/express`, `regional/fastify`) call it around each request.
  *
  * In a replica region it replays writing requests in the primary region (`fly-replay` or
- * `proxy` mode), waits — before the handler runs — until the local replicas have what the
- * client's token says it wrote or saw, and replays a read whose handler turns out to write.
+ * `proxy` mode), makes sure the local replicas have what the client's token says it wrote or
+ * saw before the handler reads them — waiting before the handler runs, or, for a pool, letting
+ * its first read check in its own round trip — and replays a read whose handler turns out to
+ * write, or whose replica stays behind past `maxWaitMs`.
  * Everywhere it runs the handler in its own consistency context, puts a signed token on
  * responses after a write (cookie and header), and marks every response with the region that
  * served it and `Server-Timing` entries for waiting and replaying.
@@ -126,7 +128,13 @@ export class RegionalHttp {
         );
       }
     }
-    if (!state.trusted) state.context.beforeWrite = state.guard;
+    if (!state.trusted) {
+      state.context.beforeWrite = state.guard;
+      if (settings.lagPolicy === 'replay') {
+        state.context.onLag = state.lagged;
+        state.context.maxWaitMs = settings.maxWaitMs;
+      }
+    }
     return state;
   }
 
@@ -241,17 +249,26 @@ export class RegionalHttp {
 
   /**
    * Waits until every configured source the context names has replayed its position, within
-   * `maxWaitMs`. False if one did not (or could not be asked).
+   * `maxWaitMs`. False if one did not (or could not be asked). With the `replay` lag policy, a
+   * source that checks on read is left to the handler's first read of it: the request context's
+   * `onLag` replays the request if that read finds the replica too far behind.
    */
   private async waitForPositions(context: ConsistencyContext): Promise<boolean> {
     const keys = this.sourceKeys ?? (await this.resolveSourceKeys());
+    const deferToReads = this.settings.lagPolicy === 'replay';
     let waits: Promise<number>[] | null = null;
+    let deferred = false;
     for (const [key, position] of context.entries()) {
       const source = keys.get(key);
       if (!source || source.hasReplayed(position)) continue;
+      if (deferToReads && source.checksOnRead) {
+        deferred = true;
+        continue;
+      }
       waits ??= [];
       waits.push(source.waitFor(position, this.settings.maxWaitMs));
     }
+    if (deferred) this.counters.tokenChecksOnRead++;
     if (!waits) return true;
     this.counters.tokenWaits++;
     const started = performance.now();

@@ -1,5 +1,6 @@
 import type { ConsistencyContext } from '../core/context.js';
-import { isReadOnlyError, WriteInReadError } from './errors.js';
+import type { RegionalError } from '../core/errors.js';
+import { isReadOnlyError, LagReplayError, WriteInReadError } from './errors.js';
 import { hasBody } from './headers.js';
 import type { ReplayAnswer } from './replay.js';
 
@@ -43,8 +44,11 @@ export class RequestState {
   trusted = false;
   /** Set by the adapter once the response's status and headers have gone out. */
   responseStarted = false;
-  /** The write that was stopped because this read request is being replayed. */
-  blocked: WriteInReadError | null = null;
+  /**
+   * Why this request, already running, is being replayed instead: the write that was stopped
+   * ({@link WriteInReadError}), or the read that found the replica too far behind ({@link LagReplayError}).
+   */
+  blocked: RegionalError | null = null;
   /** Called by the adapter-independent guard when a write is stopped (e.g. to take over the response). */
   onBlocked: (() => void) | undefined;
   /** Milliseconds a proxied replay took until the primary region answered. */
@@ -95,6 +99,24 @@ export class RequestState {
     this.block();
     this.onBlocked?.();
     throw this.blocked as unknown as WriteInReadError;
+  };
+
+  /**
+   * Installed as the context's `onLag` in read requests of replica regions (lag policy
+   * `replay`): a read waited `maxWaitMs` for the client's token and the replica is still
+   * behind (or could not be asked). The request is replayed in the primary region if nothing
+   * has been sent yet; otherwise the read goes on to the primary.
+   */
+  readonly lagged = (): void => {
+    if (this.blocked) throw this.blocked;
+    if (this.cannotReplayLate()) return;
+    const { region, primaryRegion } = this.owner.settings;
+    this.replayReason = 'lag';
+    this.blocked = new LagReplayError(
+      `The replica in ${region} has not caught up with this client's last write; ${this.describe()} is replayed in the primary region (${primaryRegion}) and what its handler answered here is discarded.`,
+    );
+    this.onBlocked?.();
+    throw this.blocked;
   };
 
   /**

@@ -8,7 +8,7 @@ export interface HttpStats {
     write: number;
     /** A read request whose handler tried to write (blocked write or SQLSTATE 25006). */
     writeInRead: number;
-    /** The local replica had not replayed the client's token within `maxWaitMs`. */
+    /** The local replica had not replayed the client's token within `maxWaitMs` (before the handler, or at its first read). */
     lag: number;
   };
   /** Proxied replays that failed (the primary region's instances unreachable, or timed out). */
@@ -23,6 +23,11 @@ export interface HttpStats {
   tokenWaits: number;
   /** Of those, the ones that missed `maxWaitMs` (or found the replica unavailable). */
   tokenWaitTimeouts: number;
+  /**
+   * Requests whose token a pool's first read checks in its own round trip instead (lag policy
+   * `replay`); one whose replica stays behind is counted under `replays.lag`.
+   */
+  tokenChecksOnRead: number;
   /** Tokens ignored, never waited on, by why. */
   tokensIgnored: { malformed: number; forged: number; unknownKey: number; expired: number };
   /** Tokens put on responses. */
@@ -39,6 +44,7 @@ export function emptyStats(): HttpStats {
     writeInReadFailures: 0,
     tokenWaits: 0,
     tokenWaitTimeouts: 0,
+    tokenChecksOnRead: 0,
     tokensIgnored: { malformed: 0, forged: 0, unknownKey: 0, expired: 0 },
     tokensIssued: 0,
   };

@@ -1,6 +1,6 @@
-import pg from 'pg';
-import pgUtils from 'pg/lib/utils.js';
+import type pg from 'pg';
 import { type Lsn, parseLsn } from '../core/lsn.js';
+import { Pipeline, type Probe, runPipeline } from './pipeline.js';
 
 /**
  * Capturing the commit LSN of a write in the same round trip as the write itself.
@@ -23,171 +23,27 @@ export interface CommittedWrite {
   lsn: Lsn | null;
 }
 
-/** The subset of pg's wire connection that a submittable query uses. */
-interface WireConnection {
-  stream: { cork?: () => void; uncork?: () => void };
-  parse(message: { text: string }): void;
-  bind(message: { values: unknown[]; binary?: boolean }): void;
-  describe(message: { type: 'P'; name: string }): void;
-  execute(message: { portal: string }): void;
-  sync(): void;
-  sendCopyFail(message: string): void;
-}
-
-interface WireField {
-  name: string;
-  dataTypeID: number;
-  format?: string;
-}
-
-/** What the error says about the connection's state, for the caller's clean-up. */
-export class PipelinedWriteError extends Error {
-  override name = 'PipelinedWriteError';
-}
-
-enum Step {
-  Begin = 0,
-  Statement = 1,
-  Xid = 2,
-  Commit = 3,
-  Lsn = 4,
-}
+const BEGIN: Probe = { text: 'BEGIN', returnsRow: false };
+const XID: Probe = { text: XID_QUERY, returnsRow: true };
+const COMMIT: Probe = { text: 'COMMIT', returnsRow: false };
+const FLUSH_LSN: Probe = { text: LSN_QUERY, returnsRow: true };
 
 /**
  * One parameterised write as a single pipeline before one Sync: `BEGIN`, the statement,
- * the transaction-id check, `COMMIT`, and `pg_current_wal_flush_lsn()`. node-postgres accepts
- * any object with `submit(connection)` as a query (as pg-cursor does); this one writes all
- * the messages at once and reads the five results back from one round trip.
- *
- * When the statement fails the connection is left inside the aborted transaction:
- * {@link needsRollback} tells the caller to roll it back before reusing the connection.
+ * the transaction-id check, `COMMIT`, and `pg_current_wal_flush_lsn()`, read back from one
+ * round trip. When the statement fails the connection is left inside the aborted
+ * transaction: {@link needsRollback} tells the caller to roll it back before reusing it.
  */
-export class PipelinedWrite {
-  readonly text: string;
-  private readonly values: unknown[];
-  private readonly binary: boolean;
-  /** Called once with the outcome; node-postgres wraps it for `query_timeout`. */
-  callback:
-    | ((
-        error: Error | null,
-        outcome?: { result: pg.QueryResult; xid: string | null; lsn: string | null },
-      ) => void)
-    | undefined;
-  /** The statement's own result; node-postgres gives it the client's type parsers. */
-  readonly _result: pg.Result & { _types?: unknown };
-  private step: Step = Step.Begin;
-  private xid: string | null = null;
-  private lsn: string | null = null;
-  /** The step that failed, if one did. */
-  failedStep: number | null = null;
-
-  constructor(config: pg.QueryConfig & { rowMode?: 'array'; binary?: boolean }) {
-    this.text = config.text;
-    this.values = config.values ?? [];
-    this.binary = config.binary === true;
-    const Result = (
-      pg as unknown as { Result: new (rowMode?: string, types?: unknown) => pg.Result }
-    ).Result;
-    this._result = new Result(
-      config.rowMode,
-      (config as { types?: unknown }).types,
-    ) as pg.Result & { _types?: unknown };
+class PipelinedWrite extends Pipeline {
+  constructor(config: pg.QueryConfig & { rowMode?: 'array' }) {
+    super(config, [BEGIN], [XID, COMMIT, FLUSH_LSN]);
   }
 
   /** True if the connection is left in an aborted transaction that must be rolled back. */
   get needsRollback(): boolean {
-    return this.failedStep !== null && this.failedStep < Step.Commit;
+    // Steps: BEGIN, statement, XID, COMMIT, LSN. A failure before COMMIT leaves the block open.
+    return this.failedStep !== null && this.failedStep < this.statementStep + 2;
   }
-
-  submit(connection: WireConnection): Error | null {
-    let values: unknown[];
-    try {
-      // Serialise first, so a value that cannot be sent fails before anything is written.
-      values = this.values.map((value) => pgUtils.prepareValue(value));
-    } catch (error) {
-      this.failedStep = Step.Begin;
-      return error as Error;
-    }
-    connection.stream.cork?.();
-    try {
-      const plain = (text: string, describe: boolean) => {
-        connection.parse({ text });
-        connection.bind({ values: [] });
-        if (describe) connection.describe({ type: 'P', name: '' });
-        connection.execute({ portal: '' });
-      };
-      plain('BEGIN', false);
-      connection.parse({ text: this.text });
-      connection.bind({ values, binary: this.binary });
-      connection.describe({ type: 'P', name: '' });
-      connection.execute({ portal: '' });
-      plain(XID_QUERY, true);
-      plain('COMMIT', false);
-      plain(LSN_QUERY, true);
-      connection.sync();
-    } finally {
-      connection.stream.uncork?.();
-    }
-    return null;
-  }
-
-  handleRowDescription(message: { fields: WireField[] }): void {
-    if (this.step === Step.Statement)
-      (this._result as unknown as { addFields(f: WireField[]): void }).addFields(message.fields);
-  }
-
-  handleDataRow(message: { fields: (string | null)[] }): void {
-    switch (this.step) {
-      case Step.Statement: {
-        const result = this._result as unknown as {
-          parseRow(f: unknown[]): unknown;
-          addRow(r: unknown): void;
-        };
-        result.addRow(result.parseRow(message.fields));
-        return;
-      }
-      case Step.Xid:
-        this.xid = message.fields[0] ?? null;
-        return;
-      case Step.Lsn:
-        this.lsn = message.fields[0] ?? null;
-        return;
-    }
-  }
-
-  handleCommandComplete(message: { text?: string; command?: string }): void {
-    if (this.step === Step.Statement) {
-      (this._result as unknown as { addCommandComplete(m: unknown): void }).addCommandComplete(
-        message,
-      );
-    }
-    this.step++;
-  }
-
-  handleEmptyQuery(): void {
-    this.step++;
-  }
-
-  handleError(error: Error): void {
-    this.failedStep = this.step;
-    this.callback?.(error);
-    this.callback = undefined;
-  }
-
-  handleReadyForQuery(): void {
-    this.callback?.(null, { result: this._result as pg.QueryResult, xid: this.xid, lsn: this.lsn });
-    this.callback = undefined;
-  }
-
-  handlePortalSuspended(): void {}
-
-  handleCopyInResponse(connection: WireConnection): void {
-    connection.sendCopyFail(
-      'COPY FROM STDIN is not supported through RegionalPool.query; use a client from connect()',
-    );
-  }
-
-  handleCopyData(): void {}
 }
 
 /** A connection-level failure (the server or network went away), as opposed to an SQL error. */
@@ -209,16 +65,6 @@ export function isConnectionFailure(error: unknown): boolean {
       e.message ?? '',
     )
   );
-}
-
-function runPipelined(
-  client: pg.PoolClient,
-  write: PipelinedWrite,
-): Promise<{ result: pg.QueryResult; xid: string | null; lsn: string | null }> {
-  return new Promise((resolve, reject) => {
-    write.callback = (error, outcome) => (error ? reject(error) : resolve(outcome as never));
-    (client as unknown as { query(q: PipelinedWrite): void }).query(write);
-  });
 }
 
 /** The flush LSN as a separate query, for the rare writes that cannot be pipelined. */
@@ -245,8 +91,10 @@ export async function writeWithCommitLsn(
   if (statements <= 1) {
     const write = new PipelinedWrite(config);
     try {
-      const { result, xid, lsn } = await runPipelined(client, write);
-      return { result, lsn: xid === null || lsn === null ? null : parseLsn(lsn) };
+      const { result, probes } = await runPipeline(client, write);
+      // Probes: BEGIN, XID, COMMIT, LSN.
+      const [, xid, , lsn] = probes;
+      return { result, lsn: !xid || !lsn ? null : parseLsn(lsn) };
     } catch (error) {
       if (write.needsRollback) await client.query('ROLLBACK');
       if ((error as { code?: string }).code !== NOT_IN_TRANSACTION_BLOCK) throw error;

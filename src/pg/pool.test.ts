@@ -315,6 +315,55 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
     await pool.query('VACUUM notes');
   });
 
+  it('a read that needs a write the replica is not known to have asks for its position in the same round trip: no poll', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', ['checked']);
+      await cluster.waitForReplay('syd');
+      const polls = pool.stats().tracker?.polls;
+      const { rows } = await pool.query('SELECT body FROM notes WHERE body = $1', ['checked']);
+      expect(rows).toEqual([{ body: 'checked' }]);
+      expect(pool.stats()).toMatchObject({
+        checkedReads: 1,
+        checkedReadsBehind: 0,
+        replicaReads: 1,
+      });
+      expect(pool.stats().tracker?.polls).toBe(polls);
+      // The position it saw is known now: the next read neither checks nor polls.
+      await pool.query('SELECT 1');
+      expect(pool.stats()).toMatchObject({ checkedReads: 1, replicaReads: 2, primaryReads: 0 });
+      expect(pool.stats().tracker?.polls).toBe(polls);
+    });
+  });
+
+  it('a checked read that finds the replica behind waits for it and reads again: never stale', async () => {
+    const pool = sydPool();
+    await cluster.pauseReplay('syd');
+    let resumed = false;
+    try {
+      await withContext(async () => {
+        await pool.query('INSERT INTO notes (body) VALUES ($1)', ['behind']);
+        const read = pool.query(
+          'SELECT body, pg_is_in_recovery() AS r FROM notes WHERE body = $1',
+          ['behind'],
+        );
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await cluster.resumeReplay('syd');
+        resumed = true;
+        expect((await read).rows).toEqual([{ body: 'behind', r: true }]);
+      });
+      expect(pool.stats()).toMatchObject({
+        checkedReads: 0,
+        checkedReadsBehind: 1,
+        replicaReads: 1,
+        primaryReads: 0,
+      });
+      expect(pool.stats().tracker?.resolved).toBe(1);
+    } finally {
+      if (!resumed) await cluster.resumeReplay('syd');
+    }
+  });
+
   it('a paused replica: reads wait up to the bound, then read from the primary', async () => {
     const pool = sydPool({ maxWaitMs: 300, replicaRetryMs: 60_000 });
     await cluster.pauseReplay('syd');

@@ -12,6 +12,7 @@ import { RegionalError } from '../core/errors.js';
 import { formatLsn, type Lsn } from '../core/lsn.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
+import { readWithReplayLsn } from './checked-read.js';
 import { inspectSql, type StatementInfo } from './classify.js';
 import { RegionalClient } from './client.js';
 import {
@@ -106,6 +107,13 @@ export interface RegionalPoolStats {
   waitTimeouts: number;
   /** Times the replica failed and reads moved to the primary for a while. */
   replicaFailures: number;
+  /**
+   * Reads that needed a position the replica was not known to have, and asked for its replay
+   * position in their own round trip instead of polling first: answered at once (the replica
+   * had it) / found it behind, then waited.
+   */
+  checkedReads: number;
+  checkedReadsBehind: number;
   /** The replay tracker's counters (`null` without a replica). */
   tracker: ReplayTrackerStats | null;
 }
@@ -208,6 +216,8 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     readOnlyRetries: 0,
     waitTimeouts: 0,
     replicaFailures: 0,
+    checkedReads: 0,
+    checkedReadsBehind: 0,
   };
 
   constructor(options: RegionalPoolOptions = {}) {
@@ -303,6 +313,11 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     const target = this.knownReadTarget();
     if (target === 'replica') return this.readOnReplica<R>(config, info, options);
     if (target === 'primary') return this.readOnPrimary<R>(config);
+    const needed = this.source === null ? undefined : currentContext().position(this.source);
+    // One statement with nothing named to prepare: ask the replica's position in its round trip.
+    if (needed !== undefined && info.statements <= 1 && !config.name && !this.bounded.lagging) {
+      return this.readChecked<R>(config, info, needed, options);
+    }
     return this.readTarget().then((chosen) =>
       chosen === 'replica'
         ? this.readOnReplica<R>(config, info, options)
@@ -436,6 +451,14 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     return this.tracker.waitFor(lsn, timeoutMs);
   }
 
+  /**
+   * True where reads go to a replica: a read that needs a position the replica is not known to
+   * have asks for its replay position in the same round trip (see {@link ReplicatedSource}).
+   */
+  get checksOnRead(): boolean {
+    return this.tracker !== null;
+  }
+
   /** True if this region's replica is known to have replayed `lsn` (always, without a replica). */
   hasReplayed(lsn: Lsn): boolean {
     return !this.tracker || this.tracker.hasReplayed(lsn);
@@ -510,19 +533,61 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
         this.counters.replicaReads++;
         return result;
       },
-      (error: unknown) => {
-        if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
-          // It looked like a read but writes (a function that inserts, nextval()).
-          this.counters.readOnlyRetries++;
-          return this.write(config, { ...info, kind: 'write' }, options) as Promise<
-            pg.QueryResult<R>
-          >;
-        }
-        if (!isConnectionFailure(error)) throw error;
-        this.replicaFailed(error);
-        return this.readOnPrimary<R>(config);
-      },
+      (error: unknown) => this.replicaReadFailed<R>(error, config, info, options),
     );
+  }
+
+  /** A read failed on the replica: retried on the primary where that can help, else rethrown. */
+  private replicaReadFailed<R extends pg.QueryResultRow>(
+    error: unknown,
+    config: pg.QueryConfig,
+    info: StatementInfo,
+    options?: QueryOptions,
+  ): Promise<pg.QueryResult<R>> {
+    if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
+      // It looked like a read but writes (a function that inserts, nextval()).
+      this.counters.readOnlyRetries++;
+      return this.write(config, { ...info, kind: 'write' }, options) as Promise<pg.QueryResult<R>>;
+    }
+    if (!isConnectionFailure(error)) return Promise.reject(error);
+    this.replicaFailed(error);
+    return this.readOnPrimary<R>(config);
+  }
+
+  /**
+   * A read when the context needs `needed` and the replica is not known to have it: the read
+   * and `pg_last_wal_replay_lsn()` go in one round trip. If the replica had it, that is the
+   * answer (and nobody polled); if not, the read waits like any other and runs again.
+   */
+  private async readChecked<R extends pg.QueryResultRow>(
+    config: pg.QueryConfig,
+    info: StatementInfo,
+    needed: Lsn,
+    options?: QueryOptions,
+  ): Promise<pg.QueryResult<R>> {
+    const tracker = this.tracker as ReplayTracker;
+    const client = await this.checkoutReplica();
+    if (!client) return this.readOnPrimary<R>(config);
+    let checked: Awaited<ReturnType<typeof readWithReplayLsn>>;
+    try {
+      checked = await readWithReplayLsn(client, config);
+    } catch (error) {
+      client.release(isConnectionFailure(error) ? (error as Error) : undefined);
+      return this.replicaReadFailed<R>(error, config, info, options);
+    }
+    client.release();
+    if (checked.replayed !== null) tracker.observe(checked.replayed);
+    if (checked.replayed !== null && checked.replayed >= needed) {
+      this.counters.replicaReads++;
+      this.counters.checkedReads++;
+      return checked.result as pg.QueryResult<R>;
+    }
+    // The replica was behind when the read ran: its answer may be stale. Wait, then read again.
+    this.counters.checkedReadsBehind++;
+    const chosen = await this.bounded.replicaOrPrimary(tracker, needed, currentContext());
+    return chosen === 'replica'
+      ? this.readOnReplica<R>(config, info, options)
+      : this.readOnPrimary<R>(config);
   }
 
   /**

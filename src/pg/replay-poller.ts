@@ -2,6 +2,9 @@ import pg from 'pg';
 import { parseLsn } from '../core/lsn.js';
 import type { PositionPoller } from '../core/tracker.js';
 
+/** How far a replica has replayed; `NULL` on a server that is not a replica. */
+export const REPLAY_LSN_QUERY = 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
+
 /**
  * A poller for the replay tracker: one dedicated connection to the replica (not from the
  * pool, so polls never queue behind application queries), asking `pg_last_wal_replay_lsn()`
@@ -45,9 +48,7 @@ export function replayLsnPoller(
     const onAbort = () => drop(current);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const { rows } = await current.query<{ lsn: string | null }>(
-        'SELECT pg_last_wal_replay_lsn()::text AS lsn',
-      );
+      const { rows } = await current.query<{ lsn: string | null }>(REPLAY_LSN_QUERY);
       const lsn = rows[0]?.lsn;
       if (!lsn) {
         throw new Error(

@@ -216,6 +216,12 @@ export function httpBehaviourSuite(
         // Every GET was answered in syd, after waiting for the replica where it had to.
         expect(servedBy).toEqual({ iad: 0, syd: SEQUENCES });
         const syd = on.stats('syd');
+        // GETs whose token the replica was not known to have were checked by their read, in
+        // the read's own round trip (others' checks may have seen the position already).
+        const checked = syd.tokenChecksOnRead - before.syd.tokenChecksOnRead;
+        expect(checked).toBeGreaterThan(0);
+        expect(checked).toBeLessThanOrEqual(SEQUENCES);
+        expect(syd.tokenWaits).toBe(before.syd.tokenWaits);
         expect(syd.replays.write - before.syd.replays.write).toBe(SEQUENCES);
         expect(syd.replays.lag - before.syd.replays.lag).toBe(0);
         expect(on.stats('iad').replayedServed - before.iad.replayedServed).toBe(SEQUENCES);
@@ -331,18 +337,23 @@ export function httpBehaviourSuite(
           const after = on.stats('syd');
           expect(after.tokensIgnored[reason] - before.tokensIgnored[reason], reason).toBe(2);
           expect(after.tokenWaits).toBe(before.tokenWaits);
+          expect(after.tokenChecksOnRead).toBe(before.tokenChecksOnRead);
         }
-        // The check can fail: the same far position, genuinely signed, is waited on (up to
-        // the bound), then the request is replayed in iad.
+        // The check can fail: the same far position, genuinely signed, is checked by the
+        // handler's first read, waited on (up to the bound), then the request is replayed in iad.
         const before = on.stats('syd');
+        const poolBefore = on.pools.syd.stats();
         const response = await on.client().get(`/posts/${seeded}`, {
           headers: { 'x-regional-token': genuine },
         });
         expect(response.status).toBe(200);
         expectServedBy(response, 'iad');
         const after = on.stats('syd');
-        expect(after.tokenWaits - before.tokenWaits).toBe(1);
-        expect(after.tokenWaitTimeouts - before.tokenWaitTimeouts).toBe(1);
+        const poolAfter = on.pools.syd.stats();
+        expect(after.tokenChecksOnRead - before.tokenChecksOnRead).toBe(1);
+        expect(after.tokenWaits).toBe(before.tokenWaits);
+        expect(poolAfter.checkedReadsBehind - poolBefore.checkedReadsBehind).toBe(1);
+        expect(poolAfter.waitTimeouts - poolBefore.waitTimeouts).toBe(1);
         expect(after.replays.lag - before.replays.lag).toBe(1);
         if (mode === 'proxy') {
           // syd's own wait is reported beside iad's entry.
