@@ -12,7 +12,7 @@
 export type { TokenCookieOptions } from './cookie.js';
 export type { HealthOptions } from './endpoints.js';
 export { HEALTH_LIVE_PATH, HEALTH_READY_PATH, PING_PATH } from './endpoints.js';
-export { isReadOnlyError, WriteInReadError } from './errors.js';
+export { isReadOnlyError, LagReplayError, WriteInReadError } from './errors.js';
 export type { FetchHandler } from './fetch.js';
 export {
   answerResponse,

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runInContext } from '../../src/core/context.js';
 import { Keyring, SIGNATURE_HEADER, signRequest } from '../../src/core/signing.js';
 import { LocalEdge } from '../../src/edge/edge.js';
 import {
   encodeToken,
   type HttpStats,
+  LagReplayError,
   RegionalHttp,
   type RegionalHttpOptions,
   ReplayMarkers,
@@ -397,6 +399,45 @@ export function httpBehaviourSuite(
             expect(http.stats().tokenWaits).toBe(0);
           }
           await http.close();
+        }
+      });
+
+      it('with the replay policy a pool checks the token in the first read: past the bound it replays the request, or, once the response has started, reads from the primary', async () => {
+        const pool = new RegionalPool({ config: { ...on.pools.syd.config, replicaRetryMs: 1 } });
+        const source = await pool.sourceKey();
+        const far = encodeToken(new Keyring(SECRET), [[source, 1n << 62n]], 600);
+        const http = new RegionalHttp({
+          primaryRegion: 'iad',
+          region: 'syd',
+          mode,
+          primaryUrl: 'http://127.0.0.1:1',
+          secret: SECRET,
+          maxWaitMs: 100,
+          sources: [pool],
+        });
+        const header = (name: string) => (name === 'x-regional-token' ? far : undefined);
+        const read = () => pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+        try {
+          const state = await http.begin({ method: 'GET', path: '/', https: false, header });
+          // Nothing waited before the handler: the read is the check.
+          expect(state.action).toBe('run');
+          expect(http.stats()).toMatchObject({ tokenWaits: 0, tokenChecksOnRead: 1 });
+          const error = await runInContext(state.context, read).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(LagReplayError);
+          expect(state.replayInstead()).toBe(true);
+          expect(state.replayReason).toBe('lag');
+          expect(state.context.waitedMs).toBeGreaterThanOrEqual(100 - 1);
+
+          await new Promise((resolve) => setTimeout(resolve, 5)); // past replicaRetryMs
+          const started = await http.begin({ method: 'GET', path: '/', https: false, header });
+          started.responseStarted = true;
+          const { rows } = await runInContext(started.context, read);
+          expect(rows).toEqual([{ r: false }]);
+          expect(started.replayInstead()).toBe(false);
+          expect(pool.stats()).toMatchObject({ checkedReadsBehind: 2, waitTimeouts: 2 });
+        } finally {
+          await http.close();
+          await pool.end();
         }
       });
 
