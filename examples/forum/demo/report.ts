@@ -101,7 +101,7 @@ export function checkGoals(
         `${r.writeThenReadP50Ms} ms vs ${budget} ms. ` +
         `The round trip: ${measured === undefined ? `${nominal} ms (nominal; not measured)` : `${measured} ms as measured on the link (nominal ${nominal} ms)`}; ` +
         `the app's own work: ${local} ms for the same write and read in ${primaryRegion}; ` +
-        `Regional's share: ${(r.writeThenReadP50Ms - rtt - local).toFixed(1)} ms (the fly-replay hop, and reads waiting ${r.ownWriteWaitP50Ms} ms p50, ${r.ownWriteWaitP99Ms} ms p99 for the replica)`,
+        `Regional's share: ${(r.writeThenReadP50Ms - rtt - local).toFixed(1)} ms (sending the write to ${primaryRegion}, and the read making sure the replica has it: it waited ${r.ownWriteWaitP50Ms} ms p50, ${r.ownWriteWaitP99Ms} ms p99)`,
     });
   }
   const stale = Object.values(regional.regions).reduce((n, r) => n + r.staleReads, 0);
