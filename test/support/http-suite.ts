@@ -99,6 +99,19 @@ function expectServedBy(response: ClientResponse, region: string): void {
   expect(String(response.headers['server-timing'])).toMatch(/regional-wait;dur=\d/);
 }
 
+/** Regional's HTTP core as syd's instances run it, with a 100 ms bound and no primary region to reach. */
+function sydHttpWithBound(mode: ReplayMode, options: RegionalHttpOptions): RegionalHttp {
+  return new RegionalHttp({
+    primaryRegion: 'iad',
+    region: 'syd',
+    mode,
+    primaryUrl: 'http://127.0.0.1:1',
+    secret: SECRET,
+    maxWaitMs: 100,
+    ...options,
+  });
+}
+
 /** The server-timing wait of the region that served the response, in ms. */
 function waitedMs(response: ClientResponse): number {
   const match = /regional-wait;dur=([\d.]+)/.exec(String(response.headers['server-timing']));
@@ -375,16 +388,7 @@ export function httpBehaviourSuite(
         const request = { method: 'GET', path: '/', https: false };
         const header = (name: string) => (name === 'x-regional-token' ? far : undefined);
         for (const lagPolicy of ['error', 'primary'] as const) {
-          const http = new RegionalHttp({
-            primaryRegion: 'iad',
-            region: 'syd',
-            mode,
-            primaryUrl: 'http://127.0.0.1:1',
-            secret: SECRET,
-            maxWaitMs: 100,
-            lagPolicy,
-            sources: [on.pools.syd],
-          });
+          const http = sydHttpWithBound(mode, { lagPolicy, sources: [on.pools.syd] });
           const state = await http.begin({ ...request, header });
           if (lagPolicy === 'error') {
             expect(state.action).toBe('answer');
@@ -406,15 +410,7 @@ export function httpBehaviourSuite(
         const pool = new RegionalPool({ config: { ...on.pools.syd.config, replicaRetryMs: 1 } });
         const source = await pool.sourceKey();
         const far = encodeToken(new Keyring(SECRET), [[source, 1n << 62n]], 600);
-        const http = new RegionalHttp({
-          primaryRegion: 'iad',
-          region: 'syd',
-          mode,
-          primaryUrl: 'http://127.0.0.1:1',
-          secret: SECRET,
-          maxWaitMs: 100,
-          sources: [pool],
-        });
+        const http = sydHttpWithBound(mode, { sources: [pool] });
         const header = (name: string) => (name === 'x-regional-token' ? far : undefined);
         const read = () => pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
         try {
