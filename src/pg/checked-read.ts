@@ -1,7 +1,17 @@
 import type pg from 'pg';
 import { type Lsn, parseLsn } from '../core/lsn.js';
-import { Pipeline, runPipeline } from './pipeline.js';
+import { isConnectionFailure } from './commit-lsn.js';
+import { COMMIT, Pipeline, type Probe, runPipeline } from './pipeline.js';
 import { REPLAY_LSN_QUERY } from './replay-poller.js';
+
+// Read committed whatever the session's default: each statement then takes its own snapshot,
+// so the read's snapshot comes after the replay position was read. (Under repeatable read the
+// snapshot would be taken at the probe, before the position it reports.)
+const BEGIN_READ_COMMITTED: Probe = {
+  text: 'BEGIN ISOLATION LEVEL READ COMMITTED',
+  returnsRow: false,
+};
+const REPLAY_LSN: Probe = { text: REPLAY_LSN_QUERY, returnsRow: true };
 
 /**
  * Runs a read on a replica connection with `pg_last_wal_replay_lsn()` just before it, in one
@@ -9,7 +19,8 @@ import { REPLAY_LSN_QUERY } from './replay-poller.js';
  * sees at least everything replayed up to it: when that position is at or after what the
  * context needs, the result is consistent and nobody had to poll the replica first.
  *
- * `replayed` is `null` when the server does not say (it is not a replica).
+ * `replayed` is `null` when the server does not say (it is not a replica). If the statement
+ * fails, the connection is rolled back before the error is thrown.
  *
  * @example
  * const { result, replayed } = await readWithReplayLsn(client, { text: 'SELECT …', values });
@@ -19,10 +30,16 @@ export async function readWithReplayLsn(
   client: pg.PoolClient,
   config: pg.QueryConfig & { rowMode?: 'array' },
 ): Promise<{ result: pg.QueryResult; replayed: Lsn | null }> {
-  const { result, probes } = await runPipeline(
-    client,
-    new Pipeline(config, [{ text: REPLAY_LSN_QUERY, returnsRow: true }], []),
-  );
-  const replayed = probes[0];
-  return { result, replayed: replayed ? parseLsn(replayed) : null };
+  const pipeline = new Pipeline(config, [BEGIN_READ_COMMITTED, REPLAY_LSN], [COMMIT]);
+  let outcome: Awaited<ReturnType<typeof runPipeline>>;
+  try {
+    outcome = await runPipeline(client, pipeline);
+  } catch (error) {
+    if (pipeline.failedBefore(COMMIT) && !isConnectionFailure(error))
+      await client.query('ROLLBACK');
+    throw error;
+  }
+  // Probes: BEGIN, the replay position, COMMIT.
+  const replayed = outcome.probes[1];
+  return { result: outcome.result, replayed: replayed ? parseLsn(replayed) : null };
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { type Lsn, parseLsn } from '../core/lsn.js';
-import { Pipeline, type Probe, runPipeline } from './pipeline.js';
+import { BEGIN, COMMIT, Pipeline, type Probe, runPipeline } from './pipeline.js';
 
 /**
  * Capturing the commit LSN of a write in the same round trip as the write itself.
@@ -23,9 +23,7 @@ export interface CommittedWrite {
   lsn: Lsn | null;
 }
 
-const BEGIN: Probe = { text: 'BEGIN', returnsRow: false };
 const XID: Probe = { text: XID_QUERY, returnsRow: true };
-const COMMIT: Probe = { text: 'COMMIT', returnsRow: false };
 const FLUSH_LSN: Probe = { text: LSN_QUERY, returnsRow: true };
 
 /**
@@ -41,8 +39,7 @@ class PipelinedWrite extends Pipeline {
 
   /** True if the connection is left in an aborted transaction that must be rolled back. */
   get needsRollback(): boolean {
-    // Steps: BEGIN, statement, XID, COMMIT, LSN. A failure before COMMIT leaves the block open.
-    return this.failedStep !== null && this.failedStep < this.statementStep + 2;
+    return this.failedBefore(COMMIT);
   }
 }
 

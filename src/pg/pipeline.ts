@@ -18,6 +18,10 @@ export interface Probe {
   returnsRow: boolean;
 }
 
+/** Opens a transaction block in a pipeline (the statement runs inside it, then {@link COMMIT}). */
+export const BEGIN: Probe = { text: 'BEGIN', returnsRow: false };
+export const COMMIT: Probe = { text: 'COMMIT', returnsRow: false };
+
 /** The subset of pg's wire connection that a submittable query uses. */
 interface WireConnection {
   stream: { cork?: () => void; uncork?: () => void };
@@ -85,9 +89,12 @@ export class Pipeline {
     ) as ResultInternals;
   }
 
-  /** The index of the caller's statement among the steps. */
-  get statementStep(): number {
-    return this.steps.indexOf(null);
+  /**
+   * True if a step before `probe` failed: when `probe` is the pipeline's {@link COMMIT}, the
+   * connection is left inside an aborted transaction block and must be rolled back.
+   */
+  failedBefore(probe: Probe): boolean {
+    return this.failedStep !== null && this.failedStep < this.steps.indexOf(probe);
   }
 
   submit(connection: WireConnection): Error | null {

@@ -336,6 +336,27 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
     });
   });
 
+  it('a checked read runs in read committed whatever the default, and a failing one leaves its connection clean', async () => {
+    // Under repeatable read the read would share the probe's snapshot, taken before the
+    // position the probe reports.
+    const pool = sydPool({
+      replicaPool: { max: 1, options: '-c default_transaction_isolation=repeatable\\ read' },
+    });
+    const { rows: defaults } = await pool.query('SHOW default_transaction_isolation');
+    expect(defaults).toEqual([{ default_transaction_isolation: 'repeatable read' }]);
+    await withContext(async () => {
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', ['isolation']);
+      await cluster.waitForReplay('syd');
+      const { rows } = await pool.query("SELECT current_setting('transaction_isolation') AS i");
+      expect(rows).toEqual([{ i: 'read committed' }]);
+      expect(pool.stats().checkedReads).toBe(1);
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', ['isolation 2']);
+      await expect(pool.query('SELECT 1 / 0 AS n')).rejects.toMatchObject({ code: '22012' });
+      // Its only connection was rolled back: the next read on it runs as usual.
+      expect((await pool.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }]);
+    });
+  });
+
   it('a checked read that finds the replica behind waits for it and reads again: never stale', async () => {
     const pool = sydPool();
     await cluster.pauseReplay('syd');
