@@ -268,12 +268,16 @@ export class RegionalHttp {
       waits ??= [];
       waits.push(source.waitFor(position, this.settings.maxWaitMs));
     }
-    if (deferred) this.counters.tokenChecksOnRead++;
-    if (!waits) return true;
+    // Counted only where the handler runs, so its first read is the check.
+    if (!waits) {
+      if (deferred) this.counters.tokenChecksOnRead++;
+      return true;
+    }
     this.counters.tokenWaits++;
     const started = performance.now();
     try {
       await Promise.all(waits);
+      if (deferred) this.counters.tokenChecksOnRead++;
       return true;
     } catch (error) {
       if (error instanceof ReplicationTimeoutError || error instanceof ReplicaUnavailableError) {
