@@ -112,6 +112,8 @@ describe('regional/drizzle in a replica region (50 ms one way)', () => {
       });
       expect(inside).toBe(false);
       expect(currentContext().entries()).toHaveLength(1);
+      const checked = () => pool.stats().checkedReads + pool.stats().checkedReadsBehind;
+      const before = checked();
       const seen = await db.transaction(
         async (tx) =>
           tx
@@ -121,6 +123,8 @@ describe('regional/drizzle in a replica region (50 ms one way)', () => {
         { accessMode: 'read only' },
       );
       expect(seen).toEqual([{ value: 500, r: true }]);
+      // Its BEGIN asked for the replica's position in the same round trip.
+      expect(checked()).toBe(before + 1);
     });
   });
 

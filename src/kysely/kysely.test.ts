@@ -118,6 +118,8 @@ describe('regional/kysely in a replica region (50 ms one way)', () => {
       });
       expect(inside).toBe(false);
       expect(currentContext().entries()).toHaveLength(1);
+      const checked = () => pool.stats().checkedReads + pool.stats().checkedReadsBehind;
+      const before = checked();
       const seen = await db
         .transaction()
         .setAccessMode('read only')
@@ -129,6 +131,8 @@ describe('regional/kysely in a replica region (50 ms one way)', () => {
             .executeTakeFirst(),
         );
       expect(seen).toEqual({ value: 900, r: true });
+      // Its BEGIN asked for the replica's position in the same round trip.
+      expect(checked()).toBe(before + 1);
     });
   });
 

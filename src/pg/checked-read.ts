@@ -43,3 +43,42 @@ export async function readWithReplayLsn(
   const replayed = outcome.probes[1];
   return { result: outcome.result, replayed: replayed ? parseLsn(replayed) : null };
 }
+
+// Inside a transaction the probe must also say whether later statements take snapshots of
+// their own: under repeatable read or serializable the transaction's one snapshot is taken by
+// this probe, possibly before the position it reports, so it reports nothing (NULL).
+const REPLAY_LSN_IF_READ_COMMITTED: Probe = {
+  text: "SELECT CASE WHEN current_setting('transaction_isolation') = 'read committed' THEN pg_last_wal_replay_lsn()::text END",
+  returnsRow: true,
+};
+
+/**
+ * Opens a transaction on a replica connection with `begin` (a `BEGIN … READ ONLY`) and reads
+ * `pg_last_wal_replay_lsn()` inside it, in one round trip. Under read committed each statement
+ * the transaction runs next takes its snapshot after that position was read, so sees at least
+ * everything replayed up to it.
+ *
+ * `replayed` is `null` when that cannot be said: the transaction is not read committed, or the
+ * server is not a replica. The transaction is open either way; the caller decides whether to
+ * keep it. If the probe fails, the transaction is rolled back before the error is thrown.
+ *
+ * @example
+ * const { replayed } = await beginWithReplayLsn(client, 'BEGIN READ ONLY');
+ * if (replayed === null || replayed < needed) await client.query('ROLLBACK'); // wait, begin again
+ */
+export async function beginWithReplayLsn(
+  client: pg.PoolClient,
+  begin: string,
+): Promise<{ result: pg.QueryResult; replayed: Lsn | null }> {
+  const pipeline = new Pipeline({ text: begin }, [], [REPLAY_LSN_IF_READ_COMMITTED]);
+  let outcome: Awaited<ReturnType<typeof runPipeline>>;
+  try {
+    outcome = await runPipeline(client, pipeline);
+  } catch (error) {
+    if (pipeline.failedAt(REPLAY_LSN_IF_READ_COMMITTED) && !isConnectionFailure(error))
+      await client.query('ROLLBACK');
+    throw error;
+  }
+  const replayed = outcome.probes[0];
+  return { result: outcome.result, replayed: replayed ? parseLsn(replayed) : null };
+}

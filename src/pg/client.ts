@@ -1,9 +1,11 @@
 import type pg from 'pg';
 import { currentContext } from '../core/context.js';
-import { inspectSql } from './classify.js';
+import type { Lsn } from '../core/lsn.js';
+import { inspectSql, type StatementInfo } from './classify.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { forwardedTransactionError } from './forwarding.js';
 import {
+  checksInRoundTrip,
   normalize,
   type QueryInput,
   type QueryOptions,
@@ -17,7 +19,9 @@ import {
  * `pool.connect({ on })`, it chooses its server statement by statement, the way the pool
  * does: reads on the local replica, writes on the primary; a transaction (`BEGIN` … `COMMIT`)
  * stays on the one server it started on — the replica for `BEGIN READ ONLY`, else the
- * primary — and its `COMMIT` records the commit LSN.
+ * primary — and its `COMMIT` records the commit LSN. A read (or `BEGIN READ ONLY`) that needs
+ * a write the replica is not known to have asks for the replica's position in its own round
+ * trip, as `pool.query` does.
  *
  * Moving between servers starts a new session: settings made with `SET`, temporary tables
  * and prepared statements do not follow. Pin the client (`{ on: 'primary' }`) to keep them.
@@ -81,12 +85,29 @@ export class RegionalClient {
     const chosen = options?.on ?? this.pinned;
     let on: Target = chosen ?? (info.kind === 'read' ? 'replica' : 'primary');
     if (!multi || (on === 'replica' && !pool.replicaPool)) on = 'primary';
-    if (on === 'replica' && !chosen) on = await pool.readTarget();
+    let check: Lsn | undefined;
+    if (on === 'replica' && !chosen) {
+      check = checksOnReplica(config, info) ? pool.positionToCheck() : undefined;
+      if (check === undefined) on = await pool.readTarget();
+    }
     if (on === 'primary' && info.kind === 'write' && pool.forwardsWrites) {
       // Forward mode: single writes travel to the primary region; a transaction cannot.
       if (info.control === 'begin' || info.control === 'other') throw forwardedTransactionError();
       if (!info.control) return pool.write(config, info, options) as Promise<pg.QueryResult<R>>;
     }
+    return this.run<R>(config, info, options, on, chosen, check);
+  }
+
+  /** Runs a statement outside a transaction on `on`; with `check`, checked on the replica. */
+  private async run<R extends pg.QueryResultRow>(
+    config: pg.QueryConfig,
+    info: StatementInfo,
+    options: QueryOptions | undefined,
+    on: Target,
+    chosen: Target | undefined,
+    check: Lsn | undefined,
+  ): Promise<pg.QueryResult<R>> {
+    const pool = this.pool;
     const record =
       on === 'primary' &&
       info.kind === 'write' &&
@@ -94,7 +115,12 @@ export class RegionalClient {
     const client = await this.bind(on);
     const current = this.bound as { on: Target; client: pg.PoolClient };
 
-    if (multi && current.on === 'primary' && info.kind === 'write' && !info.control) {
+    if (
+      pool.config.mode === 'multi' &&
+      current.on === 'primary' &&
+      info.kind === 'write' &&
+      !info.control
+    ) {
       const committed = await this.guard(
         current,
         writeWithCommitLsn(client, config, info.statements),
@@ -103,10 +129,17 @@ export class RegionalClient {
       if (committed.lsn !== null && record) await pool.observe(currentContext(), committed.lsn);
       return committed.result as pg.QueryResult<R>;
     }
+    let result: pg.QueryResult<R> | null;
     try {
-      const result = await this.guard(current, send<R>(client, config));
-      if (current.on === 'replica') pool.countReplicaRead();
-      return result;
+      result =
+        check !== undefined && current.on === 'replica'
+          ? ((await this.guard(
+              current,
+              info.control === 'begin'
+                ? pool.beginChecked(client, config.text, check)
+                : pool.readCheckedOn(client, config, check),
+            )) as pg.QueryResult<R> | null)
+          : await this.guard(current, send<R>(client, config));
     } catch (error) {
       const retryOnPrimary =
         current.on === 'replica' &&
@@ -118,6 +151,13 @@ export class RegionalClient {
       await this.bind('primary');
       return this.query<R>(config, undefined, { ...options, on: 'primary' });
     }
+    if (result === null) {
+      // A checked statement found the replica behind: wait like any read, then run it again.
+      const target = await pool.waitAfterCheck(check as Lsn);
+      return this.run<R>(config, info, options, target, chosen, undefined);
+    }
+    if (current.on === 'replica') pool.countReplicaRead();
+    return result;
   }
 
   /** Returns the connection to its pool; pass an error to discard a broken connection. */
@@ -162,4 +202,14 @@ export class RegionalClient {
       throw error;
     }
   }
+}
+
+/**
+ * True if a statement on the replica can ask for the replica's position in its own round
+ * trip: a single read, or a `BEGIN … READ ONLY` that does not name an isolation level above
+ * read committed (under those the probe would take the transaction's snapshot itself).
+ */
+function checksOnReplica(config: pg.QueryConfig, info: StatementInfo): boolean {
+  if (info.control === 'begin') return !/\b(repeatable|serializable)\b/i.test(config.text);
+  return !info.control && checksInRoundTrip(config, info);
 }

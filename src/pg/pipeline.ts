@@ -97,6 +97,11 @@ export class Pipeline {
     return this.failedStep !== null && this.failedStep < this.steps.indexOf(probe);
   }
 
+  /** True if `probe` itself failed (every step before it succeeded). */
+  failedAt(probe: Probe): boolean {
+    return this.failedStep !== null && this.failedStep === this.steps.indexOf(probe);
+  }
+
   submit(connection: WireConnection): Error | null {
     let values: unknown[];
     try {

@@ -385,6 +385,140 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
     }
   });
 
+  it('a read-only transaction that needs a write asks for the position with its BEGIN: no poll', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      const written = await bump(pool)(5);
+      await cluster.waitForReplay('syd');
+      const polls = pool.stats().tracker?.polls;
+      const seen = await pool.transaction(
+        async (tx) => {
+          expect(tx.on).toBe('replica');
+          const { rows } = await tx.query<{ value: number; i: string }>(
+            "SELECT value, current_setting('transaction_isolation') AS i FROM counters WHERE id = 5",
+          );
+          return rows[0];
+        },
+        { readOnly: true },
+      );
+      expect(seen).toEqual({ value: written, i: 'read committed' });
+      expect(pool.stats()).toMatchObject({ checkedReads: 1, checkedReadsBehind: 0 });
+      expect(pool.stats().tracker?.polls).toBe(polls);
+    });
+  });
+
+  it('a checked-out client checks a read and a BEGIN READ ONLY in their own round trip', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      const written = await bump(pool)(6);
+      await cluster.waitForReplay('syd');
+      const polls = pool.stats().tracker?.polls;
+      const client = await pool.connect();
+      try {
+        const read = await client.query<{ value: number }>(
+          'SELECT value FROM counters WHERE id = 6',
+        );
+        expect(read.rows).toEqual([{ value: written }]);
+        expect(client.on).toBe('replica');
+        const again = await bump(pool)(6);
+        await cluster.waitForReplay('syd');
+        expect((await client.query('BEGIN READ ONLY')).command).toBe('BEGIN');
+        const inside = await client.query<{ value: number }>(
+          'SELECT value FROM counters WHERE id = 6',
+        );
+        await client.query('COMMIT');
+        expect(inside.rows).toEqual([{ value: again }]);
+        expect(pool.stats()).toMatchObject({ checkedReads: 2, checkedReadsBehind: 0 });
+        expect(pool.stats().tracker?.polls).toBe(polls);
+        // A BEGIN that fails leaves no transaction open behind it.
+        await bump(pool)(6);
+        await expect(
+          client.query('BEGIN READ ONLY ISOLATION LEVEL sideways'),
+        ).rejects.toMatchObject({ code: '42601' });
+        expect((await client.query('SELECT 1 AS n')).rows).toEqual([{ n: 1 }]);
+      } finally {
+        client.release();
+      }
+    });
+  });
+
+  it('a checked BEGIN that finds the replica behind rolls back, waits, and begins again: never stale', async () => {
+    const pool = sydPool();
+    await cluster.pauseReplay('syd');
+    let resumed = false;
+    try {
+      await withContext(async () => {
+        const written = await bump(pool)(7);
+        const seen = pool.transaction(
+          async (tx) =>
+            (await tx.query<{ value: number }>('SELECT value FROM counters WHERE id = 7')).rows[0]
+              ?.value,
+          { readOnly: true },
+        );
+        const client = await pool.connect();
+        const viaClient = (async () => {
+          try {
+            await client.query('BEGIN READ ONLY');
+            const { rows } = await client.query<{ value: number }>(
+              'SELECT value FROM counters WHERE id = 7',
+            );
+            await client.query('COMMIT');
+            return rows[0]?.value;
+          } finally {
+            client.release();
+          }
+        })();
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await cluster.resumeReplay('syd');
+        resumed = true;
+        expect(await seen).toBe(written);
+        expect(await viaClient).toBe(written);
+      });
+      expect(pool.stats()).toMatchObject({
+        checkedReads: 0,
+        checkedReadsBehind: 2,
+        primaryReads: 0,
+      });
+    } finally {
+      if (!resumed) await cluster.resumeReplay('syd');
+    }
+  });
+
+  it('under a repeatable-read default a read-only transaction cannot check its BEGIN: it waits first, and is never stale', async () => {
+    const pool = sydPool({
+      replicaPool: { max: 1, options: '-c default_transaction_isolation=repeatable\\ read' },
+    });
+    await cluster.pauseReplay('syd');
+    let resumed = false;
+    try {
+      await withContext(async () => {
+        const written = await bump(pool)(8);
+        const seen = pool.transaction(
+          async (tx) =>
+            (
+              await tx.query<{ value: number; i: string }>(
+                "SELECT value, current_setting('transaction_isolation') AS i FROM counters WHERE id = 8",
+              )
+            ).rows[0],
+          { readOnly: true },
+        );
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await cluster.resumeReplay('syd');
+        resumed = true;
+        expect(await seen).toEqual({ value: written, i: 'repeatable read' });
+      });
+      // The probe could not say, so nothing counted as checked; the tracker's poll waited.
+      expect(pool.stats()).toMatchObject({
+        checkedReads: 0,
+        checkedReadsBehind: 0,
+        primaryReads: 0,
+      });
+      expect(pool.stats().tracker?.resolved).toBe(1);
+    } finally {
+      if (!resumed) await cluster.resumeReplay('syd');
+    }
+  });
+
   it('a paused replica: reads wait up to the bound, then read from the primary', async () => {
     const pool = sydPool({ maxWaitMs: 300, replicaRetryMs: 60_000 });
     await cluster.pauseReplay('syd');

@@ -12,7 +12,7 @@ import { RegionalError } from '../core/errors.js';
 import { formatLsn, type Lsn } from '../core/lsn.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
-import { readWithReplayLsn } from './checked-read.js';
+import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
 import { inspectSql, type StatementInfo } from './classify.js';
 import { RegionalClient } from './client.js';
 import {
@@ -55,8 +55,9 @@ export interface QueryOptions {
 
 export interface TransactionOptions {
   /**
-   * A read-only transaction runs on the local replica (after waiting for this context's
-   * writes, like any read); a read-write one (the default) runs on the primary.
+   * A read-only transaction runs on the local replica (after this context's writes, like any
+   * read: under read committed its `BEGIN` asks for the replica's position in the same round
+   * trip; otherwise it waits first); a read-write one (the default) runs on the primary.
    */
   readOnly?: boolean;
   isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
@@ -108,9 +109,9 @@ export interface RegionalPoolStats {
   /** Times the replica failed and reads moved to the primary for a while. */
   replicaFailures: number;
   /**
-   * Reads that needed a position the replica was not known to have, and asked for its replay
-   * position in their own round trip instead of polling first: answered at once (the replica
-   * had it) / found it behind, then waited.
+   * Reads (and read-only transactions) that needed a position the replica was not known to
+   * have, and asked for its replay position in their own round trip instead of polling first:
+   * answered at once (the replica had it) / found it behind, then waited.
    */
   checkedReads: number;
   checkedReadsBehind: number;
@@ -313,11 +314,9 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     const target = this.knownReadTarget();
     if (target === 'replica') return this.readOnReplica<R>(config, info, options);
     if (target === 'primary') return this.readOnPrimary<R>(config);
-    const needed = this.source === null ? undefined : currentContext().position(this.source);
     // One statement with nothing named to prepare: ask the replica's position in its round trip.
-    if (needed !== undefined && info.statements <= 1 && !config.name && !this.bounded.lagging) {
-      return this.readChecked<R>(config, info, needed, options);
-    }
+    const needed = checksInRoundTrip(config, info) ? this.positionToCheck() : undefined;
+    if (needed !== undefined) return this.readChecked<R>(config, info, needed, options);
     return this.readTarget().then((chosen) =>
       chosen === 'replica'
         ? this.readOnReplica<R>(config, info, options)
@@ -353,16 +352,19 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       );
     }
     let on: Target = 'primary';
-    if (options.readOnly && this.replicaPool && this.config.mode === 'multi')
-      on = await this.readTarget();
+    let check: Lsn | undefined;
+    if (options.readOnly && this.replicaPool && this.config.mode === 'multi') {
+      // Read committed (the default is checked by the probe): its position is asked for with
+      // the BEGIN, in one round trip.
+      if (isolationLevel === undefined || isolationLevel === 'read committed')
+        check = this.positionToCheck();
+      on = check === undefined ? await this.readTarget() : 'replica';
+    }
     let record = false;
     if (on === 'primary' && !options.readOnly) {
       if (this.forwardsWrites) throw forwardedTransactionError();
       record = currentContext().startWrite(options.await !== false);
     }
-    const client =
-      on === 'replica' ? await this.checkoutReplica() : await this.primaryPool.connect();
-    if (!client) return this.transaction(fn, { ...options, readOnly: options.readOnly });
     const begin = [
       'BEGIN',
       isolationLevel ? `ISOLATION LEVEL ${isolationLevel.toUpperCase()}` : '',
@@ -370,9 +372,11 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     ]
       .filter(Boolean)
       .join(' ');
+    const opened = await this.openTransaction(on, begin, check);
+    on = opened.on;
+    const client = opened.client;
     let releaseError: Error | undefined;
     try {
-      await client.query(begin);
       const tx: TransactionClient = {
         on,
         client,
@@ -555,6 +559,98 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   }
 
   /**
+   * Checks out a connection on `on` and opens a transaction there with `begin`. With `check`
+   * (on the replica), the BEGIN asks for the replica's position in the same round trip; if the
+   * replica is behind (or cannot say), the transaction is rolled back, and opened again where
+   * waiting like any read says.
+   */
+  private async openTransaction(
+    on: Target,
+    begin: string,
+    check: Lsn | undefined,
+  ): Promise<{ client: pg.PoolClient; on: Target }> {
+    const client =
+      on === 'replica' ? await this.checkoutReplica() : await this.primaryPool.connect();
+    // The replica just failed (and is out of use): readTarget says primary.
+    if (!client) return this.openTransaction(await this.readTarget(), begin, undefined);
+    try {
+      if (check === undefined) {
+        await client.query(begin);
+        return { client, on };
+      }
+      if (await this.beginChecked(client, begin, check)) return { client, on };
+    } catch (error) {
+      client.release(isConnectionFailure(error) ? (error as Error) : undefined);
+      if (on === 'replica' && isConnectionFailure(error)) this.replicaFailed(error);
+      throw error;
+    }
+    client.release();
+    return this.openTransaction(await this.waitAfterCheck(check), begin, undefined);
+  }
+
+  /**
+   * @internal The position a read on the replica should ask for in its own round trip: what
+   * the context needs from this database, when the replica is not known to have it. `undefined`
+   * when nothing needs asking, or when {@link readTarget} must decide (replica out of use or
+   * lagging past the bound, the database's name not yet known).
+   */
+  positionToCheck(): Lsn | undefined {
+    const tracker = this.tracker;
+    if (!tracker || this.source === null || this.bounded.lagging || !this.replicaUsable())
+      return undefined;
+    const needed = currentContext().position(this.source);
+    return needed === undefined || tracker.hasReplayed(needed) ? undefined : needed;
+  }
+
+  /**
+   * @internal Runs one read on `client` (a replica connection) with the replica's position in
+   * the same round trip: its result if the replica had `needed`, else `null` (wait with
+   * {@link waitAfterCheck}, then read again).
+   */
+  async readCheckedOn(
+    client: pg.PoolClient,
+    config: pg.QueryConfig,
+    needed: Lsn,
+  ): Promise<pg.QueryResult | null> {
+    const { result, replayed } = await readWithReplayLsn(client, config);
+    return this.hadPosition(replayed, needed) ? result : null;
+  }
+
+  /**
+   * @internal Opens a transaction on `client` (a replica connection) with `begin`, asking for
+   * the replica's position in the same round trip: the BEGIN's result if every statement of
+   * the transaction will see `needed`, else `null` after rolling it back (wait with
+   * {@link waitAfterCheck}, then begin again).
+   */
+  async beginChecked(
+    client: pg.PoolClient,
+    begin: string,
+    needed: Lsn,
+  ): Promise<pg.QueryResult | null> {
+    const { result, replayed } = await beginWithReplayLsn(client, begin);
+    if (this.hadPosition(replayed, needed)) return result;
+    await client.query('ROLLBACK');
+    return null;
+  }
+
+  /** @internal After a check found the replica behind: wait like any read, within the bound. */
+  waitAfterCheck(needed: Lsn): Promise<Target> {
+    return this.bounded.replicaOrPrimary(this.tracker as ReplayTracker, needed, currentContext());
+  }
+
+  /** What a checked read learnt: the tracker learns the position, the counters the outcome. */
+  private hadPosition(replayed: Lsn | null, needed: Lsn): boolean {
+    if (replayed === null) return false;
+    (this.tracker as ReplayTracker).observe(replayed);
+    if (replayed >= needed) {
+      this.counters.checkedReads++;
+      return true;
+    }
+    this.counters.checkedReadsBehind++;
+    return false;
+  }
+
+  /**
    * A read when the context needs `needed` and the replica is not known to have it: the read
    * and `pg_last_wal_replay_lsn()` go in one round trip. If the replica had it, that is the
    * answer (and nobody polled); if not, the read waits like any other and runs again.
@@ -565,7 +661,6 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     needed: Lsn,
     options?: QueryOptions,
   ): Promise<pg.QueryResult<R>> {
-    const tracker = this.tracker as ReplayTracker;
     const client = await this.checkoutReplica();
     if (!client) return this.readOnPrimary<R>(config);
     let checked: Awaited<ReturnType<typeof readWithReplayLsn>>;
@@ -576,15 +671,12 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       return this.replicaReadFailed<R>(error, config, info, options);
     }
     client.release();
-    if (checked.replayed !== null) tracker.observe(checked.replayed);
-    if (checked.replayed !== null && checked.replayed >= needed) {
+    if (this.hadPosition(checked.replayed, needed)) {
       this.counters.replicaReads++;
-      this.counters.checkedReads++;
       return checked.result as pg.QueryResult<R>;
     }
     // The replica was behind when the read ran: its answer may be stale. Wait, then read again.
-    this.counters.checkedReadsBehind++;
-    const chosen = await this.bounded.replicaOrPrimary(tracker, needed, currentContext());
+    const chosen = await this.waitAfterCheck(needed);
     return chosen === 'replica'
       ? this.readOnReplica<R>(config, info, options)
       : this.readOnPrimary<R>(config);
@@ -669,4 +761,12 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
 
 function throwMissingForwarder(): never {
   throw missingForwarderError();
+}
+
+/**
+ * @internal True if a read can ask for the replica's position in its own round trip: one
+ * statement, nothing named to prepare (a checked read is a pipeline of unnamed statements).
+ */
+export function checksInRoundTrip(config: pg.QueryConfig, info: StatementInfo): boolean {
+  return info.statements <= 1 && !config.name;
 }
