@@ -31,17 +31,8 @@ export async function readWithReplayLsn(
   config: pg.QueryConfig & { rowMode?: 'array' },
 ): Promise<{ result: pg.QueryResult; replayed: Lsn | null }> {
   const pipeline = new Pipeline(config, [BEGIN_READ_COMMITTED, REPLAY_LSN], [COMMIT]);
-  let outcome: Awaited<ReturnType<typeof runPipeline>>;
-  try {
-    outcome = await runPipeline(client, pipeline);
-  } catch (error) {
-    if (pipeline.failedBefore(COMMIT) && !isConnectionFailure(error))
-      await client.query('ROLLBACK');
-    throw error;
-  }
   // Probes: BEGIN, the replay position, COMMIT.
-  const replayed = outcome.probes[1];
-  return { result: outcome.result, replayed: replayed ? parseLsn(replayed) : null };
+  return runChecked(client, pipeline, 1, () => pipeline.failedBefore(COMMIT));
 }
 
 // Inside a transaction the probe must also say whether later statements take snapshots of
@@ -71,14 +62,26 @@ export async function beginWithReplayLsn(
   begin: string,
 ): Promise<{ result: pg.QueryResult; replayed: Lsn | null }> {
   const pipeline = new Pipeline({ text: begin }, [], [REPLAY_LSN_IF_READ_COMMITTED]);
+  return runChecked(client, pipeline, 0, () => pipeline.failedAt(REPLAY_LSN_IF_READ_COMMITTED));
+}
+
+/**
+ * Runs `pipeline` and reads the replay position from its probe number `probe`. If it fails
+ * while `leftOpen()` says its transaction block is still open, rolls that back first.
+ */
+async function runChecked(
+  client: pg.PoolClient,
+  pipeline: Pipeline,
+  probe: number,
+  leftOpen: () => boolean,
+): Promise<{ result: pg.QueryResult; replayed: Lsn | null }> {
   let outcome: Awaited<ReturnType<typeof runPipeline>>;
   try {
     outcome = await runPipeline(client, pipeline);
   } catch (error) {
-    if (pipeline.failedAt(REPLAY_LSN_IF_READ_COMMITTED) && !isConnectionFailure(error))
-      await client.query('ROLLBACK');
+    if (leftOpen() && !isConnectionFailure(error)) await client.query('ROLLBACK');
     throw error;
   }
-  const replayed = outcome.probes[0];
+  const replayed = outcome.probes[probe];
   return { result: outcome.result, replayed: replayed ? parseLsn(replayed) : null };
 }

@@ -66,6 +66,25 @@ afterAll(async () => {
 const inRecovery = async (pool: RegionalPool) =>
   (await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r;
 
+/**
+ * Runs `test` with syd's replay paused; `resume` resumes it (and runs anyway if the test fails
+ * first, so later tests find replication running).
+ */
+async function withReplayPaused(test: (resume: () => Promise<void>) => Promise<void>) {
+  await cluster.pauseReplay('syd');
+  let resumed = false;
+  const resume = async () => {
+    if (resumed) return;
+    resumed = true;
+    await cluster.resumeReplay('syd');
+  };
+  try {
+    await test(resume);
+  } finally {
+    await resume();
+  }
+}
+
 const bump = (pool: RegionalPool) => async (id: number) =>
   (
     await pool.query<{ value: number }>(
@@ -359,9 +378,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
 
   it('a checked read that finds the replica behind waits for it and reads again: never stale', async () => {
     const pool = sydPool();
-    await cluster.pauseReplay('syd');
-    let resumed = false;
-    try {
+    await withReplayPaused(async (resume) => {
       await withContext(async () => {
         await pool.query('INSERT INTO notes (body) VALUES ($1)', ['behind']);
         const read = pool.query(
@@ -369,8 +386,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
           ['behind'],
         );
         await new Promise((resolve) => setTimeout(resolve, 150));
-        await cluster.resumeReplay('syd');
-        resumed = true;
+        await resume();
         expect((await read).rows).toEqual([{ body: 'behind', r: true }]);
       });
       expect(pool.stats()).toMatchObject({
@@ -380,9 +396,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
         primaryReads: 0,
       });
       expect(pool.stats().tracker?.resolved).toBe(1);
-    } finally {
-      if (!resumed) await cluster.resumeReplay('syd');
-    }
+    });
   });
 
   it('a read-only transaction that needs a write asks for the position with its BEGIN: no poll', async () => {
@@ -444,9 +458,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
 
   it('a checked BEGIN that finds the replica behind rolls back, waits, and begins again: never stale', async () => {
     const pool = sydPool();
-    await cluster.pauseReplay('syd');
-    let resumed = false;
-    try {
+    await withReplayPaused(async (resume) => {
       await withContext(async () => {
         const written = await bump(pool)(7);
         const seen = pool.transaction(
@@ -469,8 +481,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
           }
         })();
         await new Promise((resolve) => setTimeout(resolve, 150));
-        await cluster.resumeReplay('syd');
-        resumed = true;
+        await resume();
         expect(await seen).toBe(written);
         expect(await viaClient).toBe(written);
       });
@@ -479,18 +490,14 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
         checkedReadsBehind: 2,
         primaryReads: 0,
       });
-    } finally {
-      if (!resumed) await cluster.resumeReplay('syd');
-    }
+    });
   });
 
   it('under a repeatable-read default a read-only transaction cannot check its BEGIN: it waits first, and is never stale', async () => {
     const pool = sydPool({
       replicaPool: { max: 1, options: '-c default_transaction_isolation=repeatable\\ read' },
     });
-    await cluster.pauseReplay('syd');
-    let resumed = false;
-    try {
+    await withReplayPaused(async (resume) => {
       await withContext(async () => {
         const written = await bump(pool)(8);
         const seen = pool.transaction(
@@ -503,8 +510,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
           { readOnly: true },
         );
         await new Promise((resolve) => setTimeout(resolve, 150));
-        await cluster.resumeReplay('syd');
-        resumed = true;
+        await resume();
         expect(await seen).toEqual({ value: written, i: 'repeatable read' });
       });
       // The probe could not say, so nothing counted as checked; the tracker's poll waited.
@@ -514,9 +520,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
         primaryReads: 0,
       });
       expect(pool.stats().tracker?.resolved).toBe(1);
-    } finally {
-      if (!resumed) await cluster.resumeReplay('syd');
-    }
+    });
   });
 
   it('a paused replica: reads wait up to the bound, then read from the primary', async () => {
