@@ -128,6 +128,44 @@ describe('regional/drizzle in a replica region (50 ms one way)', () => {
     });
   });
 
+  it('prepared queries (.prepare(name)) are routed and checked like the rest: never stale', async () => {
+    const bumpPrepared = db
+      .update(counters)
+      .set({ value: sql`${counters.value} + 1` })
+      .where(eq(counters.id, sql.placeholder('id')))
+      .returning({ value: counters.value })
+      .prepare('counter_bump');
+    const valuePrepared = db
+      .select({ value: counters.value, r: sql<boolean>`pg_is_in_recovery()` })
+      .from(counters)
+      .where(eq(counters.id, sql.placeholder('id')))
+      .prepare('counter_value');
+    const before = pool.stats();
+    let onReplica = 0;
+    // One at a time: each read needs the write just before it, which nothing else has told
+    // the pool the replica has.
+    const stale = await countStaleReads(
+      20,
+      async (id) => (await bumpPrepared.execute({ id }))[0]?.value as number,
+      async (id) => {
+        const [row] = await valuePrepared.execute({ id });
+        if (row?.r) onReplica++;
+        return row?.value;
+      },
+      { concurrency: 1 },
+    );
+    expect(stale).toBe(0);
+    expect(onReplica).toBe(20);
+    const after = pool.stats();
+    expect(after.writes - before.writes).toBe(20);
+    // Each read asked for the replica's position in its own round trip.
+    expect(
+      after.checkedReads +
+        after.checkedReadsBehind -
+        (before.checkedReads + before.checkedReadsBehind),
+    ).toBe(20);
+  });
+
   it('raw SQL through db.execute is classified from its text', async () => {
     const read = await db.execute(sql`SELECT pg_is_in_recovery() AS r`);
     expect(read.rows[0]?.r).toBe(true);

@@ -211,5 +211,5 @@ export class RegionalClient {
  */
 function checksOnReplica(config: pg.QueryConfig, info: StatementInfo): boolean {
   if (info.control === 'begin') return !/\b(repeatable|serializable)\b/i.test(config.text);
-  return !info.control && checksInRoundTrip(config, info);
+  return !info.control && checksInRoundTrip(info);
 }

@@ -25,8 +25,10 @@ export const COMMIT: Probe = { text: 'COMMIT', returnsRow: false };
 /** The subset of pg's wire connection that a submittable query uses. */
 interface WireConnection {
   stream: { cork?: () => void; uncork?: () => void };
-  parse(message: { text: string }): void;
-  bind(message: { values: unknown[]; binary?: boolean }): void;
+  /** Named statements prepared on this connection, by name: node-postgres keeps this. */
+  parsedStatements: Record<string, string | undefined>;
+  parse(message: { text: string; name?: string }): void;
+  bind(message: { statement?: string; values: unknown[]; binary?: boolean }): void;
   describe(message: { type: 'P'; name: string }): void;
   execute(message: { portal: string }): void;
   sync(): void;
@@ -54,6 +56,8 @@ export interface PipelineOutcome {
 
 export class Pipeline {
   readonly text: string;
+  /** The caller's statement's name, when it is a named (prepared) statement. */
+  private readonly statementName: string | undefined;
   private readonly values: unknown[];
   private readonly binary: boolean;
   private readonly steps: (Probe | null)[];
@@ -64,7 +68,10 @@ export class Pipeline {
   readonly _result: ResultInternals;
   private step = 0;
   private readonly probes: (string | null)[];
-  /** The step that failed (index in before + statement + after), if one did. */
+  /**
+   * The step that failed (index in before + statement + after), if one did; -1 when it
+   * failed before anything was sent.
+   */
   failedStep: number | null = null;
 
   constructor(
@@ -73,6 +80,7 @@ export class Pipeline {
     after: readonly Probe[],
   ) {
     this.text = config.text;
+    this.statementName = config.name || undefined;
     this.values = config.values ?? [];
     this.binary = config.binary === true;
     this.steps = [...before, null, ...after];
@@ -94,7 +102,11 @@ export class Pipeline {
    * connection is left inside an aborted transaction block and must be rolled back.
    */
   failedBefore(probe: Probe): boolean {
-    return this.failedStep !== null && this.failedStep < this.steps.indexOf(probe);
+    return (
+      this.failedStep !== null &&
+      this.failedStep >= 0 &&
+      this.failedStep < this.steps.indexOf(probe)
+    );
   }
 
   /** True if `probe` itself failed (every step before it succeeded). */
@@ -102,21 +114,39 @@ export class Pipeline {
     return this.failedStep !== null && this.failedStep === this.steps.indexOf(probe);
   }
 
+  /**
+   * node-postgres reads `name` when the server confirms a Parse, to remember that the named
+   * statement is now prepared on the connection: so only the caller's own step answers it.
+   */
+  get name(): string | undefined {
+    return this.steps[this.step] === null ? this.statementName : undefined;
+  }
+
   submit(connection: WireConnection): Error | null {
+    const name = this.statementName;
+    const prepared = name === undefined ? undefined : connection.parsedStatements[name];
+    if (prepared !== undefined && prepared !== this.text) {
+      this.failedStep = -1;
+      // node-postgres's own words for the same mistake.
+      return new Error(
+        `Prepared statements must be unique - '${name}' was used for a different statement`,
+      );
+    }
     let values: unknown[];
     try {
       // Serialise first, so a value that cannot be sent fails before anything is written.
       values = this.values.map((value) => pgUtils.prepareValue(value));
     } catch (error) {
-      this.failedStep = 0;
+      this.failedStep = -1;
       return error as Error;
     }
     connection.stream.cork?.();
     try {
       for (const step of this.steps) {
         if (step === null) {
-          connection.parse({ text: this.text });
-          connection.bind({ values, binary: this.binary });
+          // A named statement is parsed once per connection, then only bound.
+          if (prepared === undefined) connection.parse({ text: this.text, name });
+          connection.bind({ statement: name, values, binary: this.binary });
           connection.describe({ type: 'P', name: '' });
         } else {
           connection.parse({ text: step.text });
@@ -152,7 +182,8 @@ export class Pipeline {
   }
 
   handleError(error: Error): void {
-    this.failedStep = this.step;
+    // Already -1 when node-postgres reports what submit() refused.
+    this.failedStep ??= this.step;
     this.callback?.(error);
     this.callback = undefined;
   }

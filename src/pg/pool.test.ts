@@ -376,6 +376,73 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
     });
   });
 
+  it('named (prepared) statements: a read is checked in its own round trip, each is parsed once per connection', async () => {
+    // One connection each, so both uses of a name land on the connection it was prepared on.
+    const pool = sydPool({ primaryPool: { max: 1 }, replicaPool: { max: 1 } });
+    const add = { name: 'note_add', text: 'INSERT INTO notes (body) VALUES ($1)' };
+    const byBody = {
+      name: 'note_by_body',
+      text: 'SELECT body, pg_is_in_recovery() AS r FROM notes WHERE body = $1',
+    };
+    await withContext(async () => {
+      for (const body of ['named 1', 'named 2']) {
+        await pool.query({ ...add, values: [body] });
+        await cluster.waitForReplay('syd');
+        const polls = pool.stats().tracker?.polls;
+        expect((await pool.query({ ...byBody, values: [body] })).rows).toEqual([{ body, r: true }]);
+        expect(pool.stats().tracker?.polls).toBe(polls);
+      }
+    });
+    expect(pool.stats()).toMatchObject({ checkedReads: 2, checkedReadsBehind: 0, writes: 2 });
+    // Prepared on the server under its name, and both runs used that one statement (parsing
+    // it again would have failed: the name exists).
+    const uses =
+      "SELECT name, generic_plans + custom_plans AS runs FROM pg_prepared_statements WHERE name LIKE 'note_%'";
+    expect((await pool.query(uses)).rows).toEqual([{ name: 'note_by_body', runs: '2' }]);
+    expect((await pool.query(uses, [], { on: 'primary' })).rows).toEqual([
+      { name: 'note_add', runs: '2' },
+    ]);
+  });
+
+  it('a named statement that fails to parse is not taken as prepared; one that fails to run stays prepared', async () => {
+    const pool = sydPool({ replicaPool: { max: 1 } });
+    // Each read below needs a fresh write, which the replica has (so the check passes) but the
+    // pool does not know it has: every read is a checked one.
+    const written = async (body: string) => {
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', [body]);
+      await cluster.waitForReplay('syd');
+    };
+    await withContext(async () => {
+      await written('named failures 1');
+      await expect(
+        pool.query({ name: 'broken', text: 'SELECT body FROM notes WHERE' }),
+      ).rejects.toMatchObject({
+        code: '42601',
+      });
+      // The failed Parse left nothing under the name: a good statement can take it.
+      const divide = { name: 'broken', text: 'SELECT 10 / $1::int AS n' };
+      await written('named failures 2');
+      await expect(pool.query({ ...divide, values: [0] })).rejects.toMatchObject({
+        code: '22012',
+      });
+      // It failed when run, inside the checked read's rolled-back transaction: still prepared.
+      await written('named failures 3');
+      expect((await pool.query({ ...divide, values: [5] })).rows).toEqual([{ n: 2 }]);
+      // Reusing a name for different text is refused before anything is sent, as
+      // node-postgres refuses it, and the connection goes on as usual.
+      await written('named failures 4');
+      await expect(pool.query({ name: 'broken', text: 'SELECT 2' })).rejects.toThrow(
+        "Prepared statements must be unique - 'broken' was used for a different statement",
+      );
+      expect((await pool.query('SELECT 3 AS n')).rows).toEqual([{ n: 3 }]);
+    });
+    expect(pool.stats()).toMatchObject({ checkedReads: 2, checkedReadsBehind: 0 });
+    const { rows } = await pool.query(
+      "SELECT statement FROM pg_prepared_statements WHERE name = 'broken'",
+    );
+    expect(rows).toEqual([{ statement: 'SELECT 10 / $1::int AS n' }]);
+  });
+
   it('a checked read that finds the replica behind waits for it and reads again: never stale', async () => {
     const pool = sydPool();
     await withReplayPaused(async (resume) => {

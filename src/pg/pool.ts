@@ -314,8 +314,8 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     const target = this.knownReadTarget();
     if (target === 'replica') return this.readOnReplica<R>(config, info, options);
     if (target === 'primary') return this.readOnPrimary<R>(config);
-    // One statement with nothing named to prepare: ask the replica's position in its round trip.
-    const needed = checksInRoundTrip(config, info) ? this.positionToCheck() : undefined;
+    // One statement: ask the replica's position in its round trip.
+    const needed = checksInRoundTrip(info) ? this.positionToCheck() : undefined;
     if (needed !== undefined) return this.readChecked<R>(config, info, needed, options);
     return this.readTarget().then((chosen) =>
       chosen === 'replica'
@@ -765,8 +765,8 @@ function throwMissingForwarder(): never {
 
 /**
  * @internal True if a read can ask for the replica's position in its own round trip: one
- * statement, nothing named to prepare (a checked read is a pipeline of unnamed statements).
+ * statement (named or not), as a checked read is a pipeline around exactly one.
  */
-export function checksInRoundTrip(config: pg.QueryConfig, info: StatementInfo): boolean {
-  return info.statements <= 1 && !config.name;
+export function checksInRoundTrip(info: StatementInfo): boolean {
+  return info.statements <= 1;
 }
