@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Keyring } from '../core/signing.js';
 import { cookieSettings, readCookie, tokenCookie } from './cookie.js';
 import { RouteRules } from './routes.js';
@@ -25,6 +25,35 @@ describe('consistency tokens', () => {
     expect(decodeToken(keyring, token)).toEqual({ positions });
     expect(decodeToken(keyring, token, Date.now() + 599_000)).toEqual({ positions });
     expect(decodeToken(keyring, token, Date.now() + 601_000)).toEqual({ failure: 'expired' });
+  });
+
+  it('are verified once per process: a known one skips the HMAC but still expires', () => {
+    const ring = new Keyring('v'.repeat(40));
+    // Same secret, another keyring: what another region's instance signs.
+    const elsewhere = new Keyring('v'.repeat(40));
+    const verify = vi.spyOn(ring, 'verify');
+    const token = encodeToken(elsewhere, positions, 600);
+    expect(decodeToken(ring, token)).toEqual({ positions });
+    expect(decodeToken(ring, token)).toEqual({ positions });
+    expect(verify).toHaveBeenCalledTimes(1);
+    // Signed here: never verified at all.
+    const own = encodeToken(ring, positions, 600);
+    const ownResult = decodeToken(ring, own);
+    expect(ownResult).toEqual({ positions });
+    expect(verify).toHaveBeenCalledTimes(1);
+    // Shared by every request carrying it, so nobody can change it for the next one.
+    const shared = 'positions' in ownResult ? ownResult.positions : [];
+    expect(Object.isFrozen(shared) && Object.isFrozen(shared[0])).toBe(true);
+    expect(decodeToken(ring, token, Date.now() + 601_000)).toEqual({ failure: 'expired' });
+    // A forged token is checked every time, never remembered.
+    const forged = `${own.slice(0, -2)}AA`;
+    expect(decodeToken(ring, forged)).toEqual({ failure: 'forged' });
+    expect(decodeToken(ring, forged)).toEqual({ failure: 'forged' });
+    expect(verify).toHaveBeenCalledTimes(3);
+    // Bounded: after a thousand other tokens, the first is verified again.
+    for (let i = 0; i < 1000; i++) encodeToken(ring, [['pg:1', BigInt(i)]], 600);
+    expect(decodeToken(ring, own)).toEqual({ positions });
+    expect(verify).toHaveBeenCalledTimes(4);
   });
 
   it('are refused when forged, signed by another secret, or malformed', () => {

@@ -26,6 +26,27 @@ const KEY_ID = /^[0-9a-f]{8}$/;
 const macInput = (payload: string) => `regional-token-v1\n${payload}`;
 
 /**
+ * Tokens this process signed or verified lately, per keyring: a client sends the same token
+ * with every request until its next write, and its HMAC need not be checked each time. Only
+ * valid tokens are kept (by their full text, MAC included), their expiry is checked on every
+ * use, and the oldest go first past {@link MAX_KNOWN_TOKENS}.
+ */
+const knownTokens = new WeakMap<Keyring, Map<string, { positions: Positions; expires: number }>>();
+const MAX_KNOWN_TOKENS = 1000;
+
+function remember(keyring: Keyring, token: string, positions: Positions, expires: number): void {
+  let known = knownTokens.get(keyring);
+  if (!known) {
+    known = new Map();
+    knownTokens.set(keyring, known);
+  }
+  if (known.size >= MAX_KNOWN_TOKENS) known.delete(known.keys().next().value as string);
+  // Shared by every request that carries the token: nobody may change it.
+  for (const entry of positions) Object.freeze(entry);
+  known.set(token, { positions: Object.freeze(positions) as Positions, expires });
+}
+
+/**
  * Signs `positions` into a token that expires `ttlSeconds` from `now`.
  *
  * @example
@@ -38,17 +59,23 @@ export function encodeToken(
   now = Date.now(),
 ): string {
   const p: [string, string][] = [];
-  for (const [source, position] of positions) p.push([source, position.toString()]);
-  const payload = Buffer.from(
-    JSON.stringify({ p, x: Math.floor(now / 1000) + ttlSeconds }),
-  ).toString('base64url');
+  const kept: Positions = [];
+  for (const [source, position] of positions) {
+    p.push([source, position.toString()]);
+    kept.push([source, position]);
+  }
+  const expires = Math.floor(now / 1000) + ttlSeconds;
+  const payload = Buffer.from(JSON.stringify({ p, x: expires })).toString('base64url');
   const { keyId, mac } = keyring.sign(macInput(payload));
-  return `${PREFIX}.${payload}.${keyId}.${mac}`;
+  const token = `${PREFIX}.${payload}.${keyId}.${mac}`;
+  remember(keyring, token, kept, expires);
+  return token;
 }
 
 /**
- * Checks a token and returns its positions, or why it must be ignored. Never throws: a token
- * comes from a client and may be anything.
+ * Checks a token and returns its positions (shared and frozen: do not change them), or why it
+ * must be ignored. Never throws: a token comes from a client and may be anything. A token this
+ * process signed or already verified is not verified again, only checked for expiry.
  *
  * @example
  * const result = decodeToken(keyring, request.headers.get('x-regional-token'));
@@ -60,6 +87,12 @@ export function decodeToken(
   now = Date.now(),
 ): { positions: Positions } | { failure: TokenFailure } {
   if (token.length > MAX_TOKEN_LENGTH) return { failure: 'malformed' };
+  const known = knownTokens.get(keyring)?.get(token);
+  if (known) {
+    if (known.expires * 1000 > now) return { positions: known.positions };
+    knownTokens.get(keyring)?.delete(token);
+    return { failure: 'expired' };
+  }
   const parts = token.split('.');
   if (parts.length !== 4 || parts[0] !== PREFIX) return { failure: 'malformed' };
   const [, payload, keyId, mac] = parts as [string, string, string, string];
@@ -70,6 +103,7 @@ export function decodeToken(
   const body = parsePayload(payload);
   if (!body) return { failure: 'malformed' };
   if (body.expires * 1000 <= now) return { failure: 'expired' };
+  remember(keyring, token, body.positions, body.expires);
   return { positions: body.positions };
 }
 
