@@ -229,6 +229,38 @@ describe('LocalEdge', () => {
     expect(local.stats().replayCacheHits).toBe(2);
   });
 
+  it('streams an answer as the app writes it, and a client that leaves closes the app side', async () => {
+    let appResponse: http.ServerResponse | undefined;
+    const closed = new Promise<void>((resolve) => {
+      void app('iad', (_seen, res) => {
+        appResponse = res;
+        res.on('close', () => resolve());
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: first\n\n');
+      }).then(async (iad) => {
+        const local = await edge({ apps: { iad: { port: iad.port } } });
+        const request = http.get(`${local.url('iad')}/events`);
+        request.on('response', (response) => {
+          // The first event arrives while the app's answer is still open...
+          response.once('data', (chunk: Buffer) => {
+            expect(chunk.toString()).toBe('data: first\n\n');
+            expect(appResponse?.writableEnded).toBe(false);
+            // ...and when the client goes away, the edge lets go of the app's answer too.
+            request.destroy();
+          });
+        });
+        request.on('error', () => {});
+      });
+    });
+    await Promise.race([
+      closed,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('the app still streams to a client that left')), 3000),
+      ),
+    ]);
+    expect(appResponse?.writableFinished).toBe(false);
+  });
+
   it('reads fly-replay fields as Fly.io writes them', () => {
     expect(parseFlyReplay('region=iad')).toEqual({ region: 'iad' });
     expect(parseFlyReplay('region="iad,ord";state=xyz;elsewhere=true')).toEqual({

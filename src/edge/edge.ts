@@ -1,7 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher } from 'undici';
 import { HOP_BY_HOP, hasBody } from '../http/headers.js';
 import { globToRegExp } from '../http/routes.js';
@@ -172,7 +171,8 @@ export class LocalEdge {
       ),
     );
     this.servers.clear();
-    await this.agent.close();
+    // Like closeAllConnections above: answers still streaming are cut, not waited for.
+    await this.agent.destroy();
   }
 
   private async listen(region: string, port: number): Promise<void> {
@@ -383,11 +383,18 @@ async function readBody(
   }
 }
 
-async function relay(response: Dispatcher.ResponseData, res: http.ServerResponse): Promise<void> {
+function relay(response: Dispatcher.ResponseData, res: http.ServerResponse): void {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(response.headers)) {
     if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
   }
   res.writeHead(response.statusCode, headers);
-  await pipeline(response.body, res).catch((error) => res.destroy(error as Error));
+  // pipe() with both ends' failures handled, rather than stream.pipeline(): the same flow
+  // control without the abort signal and promise pipeline() makes on every request.
+  const body = response.body;
+  body.on('error', (error) => res.destroy(error));
+  res.on('close', () => {
+    if (!res.writableFinished) body.destroy();
+  });
+  body.pipe(res);
 }
