@@ -92,8 +92,10 @@ export function forumApp(services: ForumServices): Hono<Env> {
           console.warn(`[forum ${services.region}] session lookup failed:`, error.message),
       );
     }
-    await next();
+    // Set before the handler answers: Hono merges it into the answer as it is made. Set after,
+    // it would make Hono rebuild the finished answer as a stream (slower to build and to send).
     c.header('x-forum-region', services.region);
+    await next();
   });
 
   app.onError((error, c) => {

@@ -79,7 +79,9 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
       expect(new Date((topic.posts[0] as { createdAt: string }).createdAt).toISOString()).toBe(
         (topic.posts[0] as { createdAt: string }).createdAt,
       );
-      expect((await client().get('/api/topics/999999')).status).toBe(404);
+      const missing = await client().get('/api/topics/999999');
+      expect(missing.status).toBe(404);
+      expect(missing.header('x-forum-region')).toBe(region);
       expect((await client().get('/api/topics/nonsense')).status).toBe(404);
     });
 
@@ -93,6 +95,7 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
       });
       expect(created.status, created.text).toBe(201);
       expect(created.header('x-regional-region')).toBe('iad');
+      expect(created.header('x-forum-region')).toBe('iad');
       const { id } = created.json<{ id: number }>();
       const cacheHits = edge.stats().replayCacheHits;
       const empty = await user.get(`/api/topics/${id}`);
