@@ -111,7 +111,11 @@ export class Pipeline {
 
   /** True if `probe` itself failed (every step before it succeeded). */
   failedAt(probe: Probe): boolean {
-    return this.failedStep !== null && this.failedStep === this.steps.indexOf(probe);
+    return (
+      this.failedStep !== null &&
+      this.failedStep >= 0 &&
+      this.failedStep === this.steps.indexOf(probe)
+    );
   }
 
   /**
