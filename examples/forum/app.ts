@@ -65,10 +65,10 @@ async function formBody(c: {
 type Env = {
   Variables: {
     /**
-     * The signed-in user, looked up while the handler starts its own queries: a page that
-     * does not need the user does not wait for the session store first.
+     * The signed-in user's id (`null` if signed out), looked up on the first call: a page that
+     * does not need the user sends its own queries without waiting for the session store.
      */
-    userId: Promise<number | null>;
+    userId: () => Promise<number | null>;
   };
 };
 
@@ -78,24 +78,32 @@ export function forumApp(services: ForumServices): Hono<Env> {
 
   app.use(async (c, next) => {
     const token = getCookie(c, SESSION_COOKIE);
-    const userId = token ? services.sessions.userId(token) : Promise.resolve(null);
+    let lookup: Promise<number | null> | undefined;
+    const userId = () => {
+      lookup ??= token ? services.sessions.userId(token) : Promise.resolve(null);
+      return lookup;
+    };
     c.set('userId', userId);
-    // Handlers that answer before asking (a bad request) leave it unawaited: not a crash.
-    userId.catch(() => {});
-    if (c.req.method === 'GET') {
-      // Counted per route, not per topic: /api/topics/17 counts as /api/topics/:id.
-      const path = new URL(c.req.url).pathname.replace(/\/\d+/g, '/:id');
-      userId.then(
-        (id) => services.recordVisit(path, id),
-        // A page that never asks for the user still answers; the visit goes uncounted.
-        (error: Error) =>
-          console.warn(`[forum ${services.region}] session lookup failed:`, error.message),
-      );
-    }
+    // A write records who wrote: look the user up while its body arrives. A handler that
+    // answers before asking (a bad request) leaves it unawaited: not a crash.
+    if (c.req.method !== 'GET') userId().catch(() => {});
     // Set before the handler answers: Hono merges it into the answer as it is made. Set after,
     // it would make Hono rebuild the finished answer as a stream (slower to build and to send).
     c.header('x-forum-region', services.region);
     await next();
+    if (c.req.method === 'GET') {
+      // Counted per route, not per topic: /api/topics/17 counts as /api/topics/:id.
+      const path = c.req.path.replace(/\/\d+/g, '/:id');
+      // Once the answer has gone out (Hono's adapter writes it before the next event-loop
+      // phase): recording a visit, and the session lookup it needs, never hold up a page.
+      setImmediate(() =>
+        userId().then(
+          (id) => services.recordVisit(path, id),
+          (error: Error) =>
+            console.warn(`[forum ${services.region}] session lookup failed:`, error.message),
+        ),
+      );
+    }
   });
 
   app.onError((error, c) => {
@@ -133,7 +141,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
         400,
       );
     }
-    const id = await store.createTopic(title.trim(), await c.get('userId'));
+    const id = await store.createTopic(title.trim(), await c.get('userId')());
     await services.topicCreated();
     return c.json({ id }, 201);
   });
@@ -148,7 +156,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
       );
     }
     const id =
-      topicId === null ? null : await store.createPost(topicId, body, await c.get('userId'));
+      topicId === null ? null : await store.createPost(topicId, body, await c.get('userId')());
     if (id === null) return c.json({ error: { code: 'NOT_FOUND', message: 'no such topic' } }, 404);
     return c.json({ id }, 201);
   });
@@ -170,7 +178,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
   app.get('/', async (c) => {
     const [topics, userId] = await Promise.all([
       services.topicList(() => store.listTopics()) as ReturnType<ForumStore['listTopics']>,
-      c.get('userId'),
+      c.get('userId')(),
     ]);
     const items = topics
       .map(
@@ -210,7 +218,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
   app.post('/topics', async (c) => {
     const { title = '' } = await formBody(c);
     if (title.trim() === '') return c.redirect('/', 303);
-    const id = await store.createTopic(title.trim().slice(0, 200), await c.get('userId'));
+    const id = await store.createTopic(title.trim().slice(0, 200), await c.get('userId')());
     await services.topicCreated();
     return c.redirect(`/t/${id}`, 303);
   });
@@ -219,7 +227,7 @@ export function forumApp(services: ForumServices): Hono<Env> {
     const topicId = positiveId(c.req.param('id'));
     const { body = '' } = await formBody(c);
     if (topicId !== null && body.trim() !== '') {
-      await store.createPost(topicId, body.slice(0, 10_000), await c.get('userId'));
+      await store.createPost(topicId, body.slice(0, 10_000), await c.get('userId')());
     }
     return c.redirect(`/t/${topicId ?? ''}`, 303);
   });

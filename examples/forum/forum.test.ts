@@ -191,7 +191,17 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
     });
   });
 
-  it('GETs record visits in the background without being replayed', async () => {
+  it('GETs record visits and "last seen" in the background, after answering, without being replayed', async () => {
+    const day = new Date().toISOString().slice(0, 10);
+    const redis = async <T>(use: (client: Redis) => Promise<T>): Promise<T> => {
+      const client = new Redis(cluster.env('iad').REDIS_URL as string, { lazyConnect: true });
+      try {
+        await client.connect();
+        return await use(client);
+      } finally {
+        client.disconnect();
+      }
+    };
     const counted = async (): Promise<number> => {
       if (!withRedis) {
         const { rows } = await cluster.query<{ n: string }>(
@@ -200,25 +210,40 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
         );
         return Number(rows[0]?.n);
       }
-      const redis = new Redis(cluster.env('iad').REDIS_URL as string, { lazyConnect: true });
-      try {
-        await redis.connect();
-        const day = new Date().toISOString().slice(0, 10);
-        return Number((await redis.get(`forum:requests:${day}:/api/topics`)) ?? 0);
-      } finally {
-        redis.disconnect();
+      return redis(async (r) => Number((await r.get(`forum:requests:${day}:/api/topics`)) ?? 0));
+    };
+    /** When the user was last seen (ms since the epoch), or null if never. */
+    const lastSeen = async (userId: number): Promise<number | null> => {
+      if (!withRedis) {
+        const { rows } = await cluster.query<{ at: Date | null }>(
+          'iad',
+          'SELECT last_seen_at AS at FROM users WHERE id = $1',
+          [userId],
+        );
+        return rows[0]?.at ? rows[0].at.getTime() : null;
       }
+      return redis(async (r) => {
+        const at = await r.hget('forum:last-seen', String(userId));
+        return at === null ? null : Number(at);
+      });
     };
     const before = await counted();
     const user = new Client(edge.url('syd'));
-    await user.send('POST', '/api/session', { json: { name: 'visitor' } });
+    const name = `visitor-${Date.now()}`;
+    const signedIn = await user.send('POST', '/api/session', { json: { name } });
+    const { userId } = signedIn.json<{ userId: number }>();
+    const seenBefore = (await lastSeen(userId)) ?? 0;
+    await new Promise((r) => setTimeout(r, 20)); // so that a new "last seen" is later
     for (let i = 0; i < 3; i++) {
       const read = await user.get('/api/topics');
+      expect(read.status).toBe(200);
       expect(read.header('x-regional-region')).toBe('syd');
     }
     const deadline = Date.now() + 10_000;
-    while ((await counted()) < before + 3 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
+    const done = async () =>
+      (await counted()) >= before + 3 && ((await lastSeen(userId)) ?? 0) > seenBefore;
+    while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(await counted()).toBeGreaterThanOrEqual(before + 3);
+    expect((await lastSeen(userId)) ?? 0).toBeGreaterThan(seenBefore);
   });
 });
