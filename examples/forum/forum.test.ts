@@ -191,7 +191,7 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
     });
   });
 
-  it('GETs record visits and "last seen" in the background, after answering, without being replayed', async () => {
+  it('GETs record visits and "last seen" in the background without being replayed', async () => {
     const day = new Date().toISOString().slice(0, 10);
     const redis = async <T>(use: (client: Redis) => Promise<T>): Promise<T> => {
       const client = new Redis(cluster.env('iad').REDIS_URL as string, { lazyConnect: true });
