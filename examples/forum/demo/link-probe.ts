@@ -64,7 +64,7 @@ export class LinkProbe {
     this.from = time;
   }
 
-  /** Stops pinging; resolves with the median round trip per region (ms, one decimal). */
+  /** Stops pinging; resolves with the median round trip per region (ms, to 0.01). */
   async stop(): Promise<Record<string, number>> {
     this.running = false;
     for (const socket of this.sockets) socket.destroy();
@@ -75,7 +75,7 @@ export class LinkProbe {
       if (values.length === 0) continue;
       const sorted = [...values].sort((a, b) => a - b);
       medians[region] =
-        Math.round((sorted[Math.floor((sorted.length - 1) / 2)] as number) * 10) / 10;
+        Math.round((sorted[Math.floor((sorted.length - 1) / 2)] as number) * 100) / 100;
     }
     return medians;
   }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { checkGoals, type DeploymentFigures, type RegionFigures } from './report.js';
+import {
+  checkGoals,
+  type DeploymentFigures,
+  type RegionFigures,
+  renderReport,
+  summarize,
+} from './report.js';
+import type { RegionSample } from './workload.js';
 
 const region = (figures: Partial<RegionFigures>): RegionFigures => ({
   readP50Ms: 5,
@@ -65,5 +72,34 @@ describe('checkGoals', () => {
     expect(goals.at(-1)).toMatchObject({ met: true, detail: 'Regional 0 of 200; deployment 3 3' });
     const stale = checkGoals(figures({ staleReads: 1 }), 'iad', rtt);
     expect(stale.at(-1)?.met).toBe(false);
+  });
+
+  it('checks the goals on figures to 0.01 ms, not on the 0.1 ms the report shows', () => {
+    const sample = (reads: number[]): RegionSample => ({
+      reads,
+      writes: [4],
+      writeThenReads: [8],
+      ownWriteWaits: [0],
+      ownWriteReads: 1,
+      staleReads: 0,
+      errors: 0,
+      errorSamples: [],
+    });
+    // Rounded to 0.1 ms these would be 2.9 vs 2.4 ms (1.21×); they are 2.86 vs 2.44 ms (1.17×).
+    const iad = summarize(sample([2.2, 2.444, 2.7]));
+    const cdg = summarize(sample([2.5, 2.855, 3.1]));
+    expect([iad.readP50Ms, cdg.readP50Ms]).toEqual([2.44, 2.86]);
+    const regional: DeploymentFigures = {
+      name: 'regional',
+      label: '4. Regional',
+      regions: { iad, cdg },
+    };
+    const goals = checkGoals([regional], 'iad', rtt);
+    expect(goals[0]).toMatchObject({ met: true, detail: '2.86 ms vs 2.44 ms (1.17×)' });
+    const row = renderReport([regional], goals)
+      .split('\n')
+      .find((line) => line.startsWith('    cdg'));
+    expect(row).toMatch(/^ {4}cdg +2\.9 ms /);
+    expect(row).not.toContain('2.86');
   });
 });
