@@ -84,8 +84,8 @@ export function forumApp(services: ForumServices): Hono<Env> {
       return lookup;
     };
     c.set('userId', userId);
-    // A write records who wrote: look the user up while its body arrives. A handler that
-    // answers before asking (a bad request) leaves it unawaited: not a crash.
+    // Anything but a GET may write and record who wrote: look the user up while the body
+    // arrives. A handler that answers before asking (a bad request) leaves it unawaited.
     if (c.req.method !== 'GET') userId().catch(() => {});
     // Set before the handler answers: Hono merges it into the answer as it is made. Set after,
     // it would make Hono rebuild the finished answer as a stream (slower to build and to send).
