@@ -113,7 +113,7 @@ program
 program
   .command('bench')
   .description('run a benchmark: prints a table and writes bench/results/<name>.json')
-  .argument('[name]', 'which benchmark (core, procedures, redis)')
+  .argument('[name]', 'which benchmark (core, http, procedures, redis)')
   .action(async (name?: string) => {
     try {
       await bench(name);
