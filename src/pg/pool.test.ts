@@ -63,6 +63,15 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** `promise`, or a clear failure if it has not settled after `ms` (a deadlock, not a slow run). */
+function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 const inRecovery = async (pool: RegionalPool) =>
   (await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r;
 
@@ -699,6 +708,56 @@ describe('RegionalPool configuration', () => {
     });
     expect(pool.tracker).toBeNull();
   });
+
+  // Found by the demo with ten readers per region: 36 sign-ins reached a new instance in iad at
+  // once, every connection held a committed transaction waiting to learn the database's name,
+  // and that query waited for a free connection of the same pool.
+  it.each([
+    ['iad', 'transactions'],
+    ['iad', 'checked-out clients'],
+    ['syd', 'transactions'],
+    ['syd', 'checked-out clients'],
+  ] as const)(
+    'in %s, %s holding every connection of a new pool record their commits: no deadlock',
+    async (region, kind) => {
+      const endpoints = cluster.endpoints(region);
+      // `pool` sizes both pools (in syd the name used to be read through the replica's).
+      const pool = new RegionalPool({
+        primaryRegion: 'iad',
+        region,
+        databaseUrl: endpoints.databaseUrl,
+        replicaUrl: endpoints.replicaUrl ?? undefined,
+        pool: { max: 2 },
+        onWarning: (message) => warnings.push(message),
+      });
+      pools.push(pool);
+      const write = (id: number) =>
+        withContext(async () => {
+          if (kind === 'transactions') {
+            await pool.transaction((tx) =>
+              tx.query('UPDATE counters SET value = value + 1 WHERE id = $1', [id]),
+            );
+          } else {
+            const client = await pool.connect();
+            try {
+              await client.query('UPDATE counters SET value = value + 1 WHERE id = $1', [id]);
+            } finally {
+              client.release();
+            }
+          }
+          return currentContext().entries();
+        });
+      const settled = await settlesWithin(
+        Promise.all([write(10), write(11), write(12)]),
+        15_000,
+        'three writes on a pool of two connections',
+      );
+      for (const entries of settled) {
+        expect(entries).toHaveLength(1);
+        expect(entries[0]?.[0]).toMatch(/^pg:\d+$/);
+      }
+    },
+  );
 
   it('without PRIMARY_REGION it is a plain pool on DATABASE_URL', async () => {
     const pool = new RegionalPool({ databaseUrl: cluster.endpoints('iad').databaseUrl });

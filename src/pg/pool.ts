@@ -137,6 +137,28 @@ function clientWithConnectTimeout(ms: number): typeof pg.Client {
 }
 
 /**
+ * Asks for the cluster's system identifier on a connection of its own, made as `pool` makes
+ * its connections. Not on one of the pool's: the caller may be a transaction recording its
+ * commit, and every connection of the pool may be held by such callers, all waiting for this.
+ */
+async function systemIdentifier(pool: pg.Pool): Promise<pg.QueryResult<{ id: string }>> {
+  const Client = (pool.options.Client ?? pg.Client) as typeof pg.Client;
+  const client = new Client(pool.options);
+  // A connection that fails mid-query rejects the query; the event would only crash the process.
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await client.query<{ id: string }>(
+      'SELECT system_identifier::text AS id FROM pg_control_system()',
+    );
+  } finally {
+    // The answer (or the query's error) is in hand; failing to close a one-off connection
+    // changes neither, and the server drops it when the socket goes.
+    await client.end().catch(() => {});
+  }
+}
+
+/**
  * A query given as text and values. node-postgres copies config objects property by property
  * on every query (pg 8.23), which costs more than all of Regional's routing: text queries are
  * handed on as text, through {@link send}.
@@ -427,8 +449,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   async sourceKey(): Promise<string> {
     if (this.source) return this.source;
     this.sourcePromise ??= (async () => {
-      const read = (pool: pg.Pool) =>
-        pool.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+      const read = (pool: pg.Pool) => systemIdentifier(pool);
       let result: pg.QueryResult<{ id: string }>;
       try {
         result =
