@@ -709,9 +709,9 @@ describe('RegionalPool configuration', () => {
     expect(pool.tracker).toBeNull();
   });
 
-  // Found by the demo with ten readers per region: 36 sign-ins reached a new instance in iad at
-  // once, every connection held a committed transaction waiting to learn the database's name,
-  // and that query waited for a free connection of the same pool.
+  // Found by the demo with ten readers per region: a dozen sign-ins reached a new instance in
+  // iad at once (pool.max is 10), every connection held a committed transaction waiting to
+  // learn the database's name, and that query waited for a free connection of the same pool.
   it.each([
     ['iad', 'transactions'],
     ['iad', 'checked-out clients'],

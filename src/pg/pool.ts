@@ -444,20 +444,19 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
 
   /**
    * The name of this database in consistency contexts and tokens: `pg:` and the cluster's
-   * system identifier, shared by the primary and its replicas. Fetched once.
+   * system identifier, shared by the primary and its replicas. Fetched once, on a connection of
+   * its own (see {@link systemIdentifier}).
    */
   async sourceKey(): Promise<string> {
     if (this.source) return this.source;
     this.sourcePromise ??= (async () => {
-      const read = (pool: pg.Pool) => systemIdentifier(pool);
       let result: pg.QueryResult<{ id: string }>;
       try {
-        result =
-          this.replicaPool && this.replicaUsable()
-            ? await read(this.replicaPool)
-            : await read(this.primaryPool);
+        result = await systemIdentifier(
+          this.replicaPool && this.replicaUsable() ? this.replicaPool : this.primaryPool,
+        );
       } catch {
-        result = await read(this.primaryPool);
+        result = await systemIdentifier(this.primaryPool);
       }
       this.source = `pg:${(result.rows[0] as { id: string }).id}`;
       return this.source;
