@@ -1,5 +1,5 @@
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,6 +40,13 @@ function processesIn(dir: string): string[] {
   });
 }
 
+/** The demo's workload processes (one runs per deployment while it is measured). */
+function workloadProcesses(): string[] {
+  return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes('workload-process.ts'));
+}
+
 describe('regional demo (npm start)', () => {
   it('--serve prints one line of JSON naming each region entry URL, serves the forum there, and Ctrl-C cleans up', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-serve-'));
@@ -60,6 +67,39 @@ describe('regional demo (npm start)', () => {
     expect(await exit).toBe(0);
     expect(out.stdout.trim().split('\n')).toHaveLength(1);
     expect(processesIn(dir)).toEqual([]);
+  });
+
+  it('Ctrl-C while it measures stops the workload and every server, quietly, and writes no results', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-stop-'));
+    const results = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-stop-results-'));
+    const { child, out, exit } = regional([
+      'demo',
+      '--dir',
+      dir,
+      '--results',
+      results,
+      '--only',
+      'regional',
+      '--duration',
+      '120',
+      '--readers',
+      '1',
+      '--writers',
+      '1',
+    ]);
+    // The progress bar shows once the workload is running.
+    while (!/\] \d+% 1\/1 4\. Regional/.test(out.stderr)) {
+      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+      await sleep(100);
+    }
+    // Only the demo's own process, as a supervisor's SIGTERM or `kill -INT` would: its
+    // workload process must be stopped by the demo, not by the terminal's signal.
+    child.kill('SIGINT');
+    expect(await exit, out.stderr).toBe(0);
+    expect(out.stderr).not.toMatch(/ERR_|Unhandled|Error/);
+    expect(processesIn(dir)).toEqual([]);
+    expect(workloadProcesses()).toEqual([]);
+    expect(readdirSync(results)).toEqual([]);
   });
 
   it('measures deployments side by side: prints the report and writes demo.json (per deployment and region) and demo.svg', async () => {

@@ -3,7 +3,7 @@
  * workload, measured side by side. `--serve` runs just the Regional deployment for a person
  * to click through.
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { onShutdownSignal } from '../../../src/cli/shared.js';
@@ -50,6 +50,10 @@ interface Running {
   cluster: LocalCluster | null;
   apps: LocalApps | null;
   edge: LocalEdge | null;
+  /** The workload's process, while a deployment is measured. */
+  workload: ChildProcess | null;
+  /** Set once a signal asked the demo to stop: what fails from then on is the stopping. */
+  stopping: boolean;
 }
 
 const status = (message: string) => process.stderr.write(`regional demo: ${message}\n`);
@@ -101,11 +105,21 @@ async function stopDeployment(running: Running): Promise<void> {
 }
 
 /** Runs the workload in a child process (see workload-process.ts) and returns its samples. */
-function workloadInChild(options: WorkloadOptions): Promise<Record<string, RegionSample>> {
+function workloadInChild(
+  options: WorkloadOptions,
+  running: Running,
+): Promise<Record<string, RegionSample>> {
   const { onProgress, ...rest } = options;
   const child = fork(path.join(import.meta.dirname, 'workload-process.ts'), {
     execArgv: ['--conditions=source', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // Its own process group, as the app instances: a terminal's Ctrl-C reaches only the demo,
+    // which stops the workload first, then the servers it talks to.
+    detached: true,
+  });
+  running.workload = child;
+  child.once('exit', () => {
+    if (running.workload === child) running.workload = null;
   });
   return new Promise((resolve, reject) => {
     child.on(
@@ -123,10 +137,27 @@ function workloadInChild(options: WorkloadOptions): Promise<Record<string, Regio
   });
 }
 
+/** Stops the workload's process, if one runs, and resolves once it has exited. */
+async function stopWorkload(running: Running): Promise<void> {
+  const child = running.workload;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 export async function runDemo(options: DemoOptions = {}): Promise<void> {
-  const running: Running = { cluster: null, apps: null, edge: null };
+  const running: Running = {
+    cluster: null,
+    apps: null,
+    edge: null,
+    workload: null,
+    stopping: false,
+  };
   onShutdownSignal(async () => {
+    running.stopping = true;
     status('stopping');
+    await stopWorkload(running);
     await stopDeployment(running);
     await running.cluster?.stop();
   });
@@ -191,20 +222,23 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
       let samples: Record<string, RegionSample>;
       let linkRttP50Ms: Record<string, number>;
       try {
-        samples = await workloadInChild({
-          entries: Object.fromEntries(
-            cluster.topology.regions.map((region) => [region, edge.url(region)]),
-          ),
-          topicIds: seeded.topicIds,
-          writerTopics: seeded.writerTopics,
-          readersPerRegion: options.readers ?? 3,
-          readerThinkMs: 250,
-          writerThinkMs: 100,
-          warmupMs,
-          durationMs,
-          runId: `${runId}d${index + 1}`,
-          onProgress: progressBar(`${index + 1}/${selected.length} ${deployment.label}`),
-        });
+        samples = await workloadInChild(
+          {
+            entries: Object.fromEntries(
+              cluster.topology.regions.map((region) => [region, edge.url(region)]),
+            ),
+            topicIds: seeded.topicIds,
+            writerTopics: seeded.writerTopics,
+            readersPerRegion: options.readers ?? 3,
+            readerThinkMs: 250,
+            writerThinkMs: 100,
+            warmupMs,
+            durationMs,
+            runId: `${runId}d${index + 1}`,
+            onProgress: progressBar(`${index + 1}/${selected.length} ${deployment.label}`),
+          },
+          running,
+        );
       } finally {
         linkRttP50Ms = await probe.stop();
       }
@@ -271,6 +305,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     status(
       `wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.svg)}`,
     );
+  } catch (error) {
+    // Stopping cuts the workload and the servers off mid-run: the signal's handler cleans up
+    // and exits; what that made fail here is no failure of the demo.
+    if (running.stopping) await new Promise<never>(() => {});
+    throw error;
   } finally {
     await stopDeployment(running);
     await cluster.stop();

@@ -4,11 +4,16 @@
  */
 import { runWorkload, type WorkloadOptions } from './workload.js';
 
+// Without the demo there is nobody to report to (it stops this process itself when it can).
+process.once('disconnect', () => process.exit(1));
+
 process.once('message', async (options: Omit<WorkloadOptions, 'onProgress'>) => {
   try {
     const samples = await runWorkload({
       ...options,
-      onProgress: (fraction) => process.send?.({ progress: fraction }),
+      onProgress: (fraction) => {
+        if (process.connected) process.send?.({ progress: fraction });
+      },
     });
     process.send?.({ samples }, () => process.exit(0));
   } catch (error) {
