@@ -74,6 +74,41 @@ describe('checkGoals', () => {
     expect(stale.at(-1)?.met).toBe(false);
   });
 
+  it('a goal the run did not measure (no reads, no writes) is "not measured", never met', () => {
+    const empty: RegionSample = {
+      reads: [],
+      writes: [],
+      writeThenReads: [],
+      ownWriteWaits: [],
+      ownWriteReads: 0,
+      staleReads: 0,
+      errors: 0,
+      errorSamples: [],
+    };
+    const regional: DeploymentFigures = {
+      name: 'regional',
+      label: '4. Regional',
+      regions: { iad: summarize(empty), cdg: summarize(empty) },
+    };
+    expect(regional.regions.cdg?.readP50Ms).toBeNull();
+    const goals = checkGoals([regional], 'iad', rtt);
+    expect(goals.map((g) => g.met)).toEqual([null, null, null]);
+    expect(goals[0]?.detail).toBe('not measured: the run has no reads in cdg or iad');
+    expect(goals[1]?.detail).toBe('not measured: the run has no write read back in cdg or iad');
+    const report = renderReport([regional], goals);
+    expect(report).toContain(
+      '  – reads in cdg no slower than 1.2× reads in iad (p50): not measured',
+    );
+    expect(report).not.toMatch(/✓|✗|NaN|null/);
+    // Writers only: the read goal is not measured, the others are checked.
+    const writersOnly = checkGoals(
+      [{ ...regional, regions: { iad: region({ readP50Ms: null }), cdg: region({}) } }],
+      'iad',
+      rtt,
+    );
+    expect(writersOnly.map((g) => g.met)).toEqual([null, true, true]);
+  });
+
   it('checks the goals on figures to 0.01 ms, not on the 0.1 ms the report shows', () => {
     const sample = (reads: number[]): RegionSample => ({
       reads,

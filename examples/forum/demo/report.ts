@@ -4,15 +4,18 @@ import { table } from '../../../src/cli/shared.js';
 import type { Deployment } from './deployments.js';
 import type { RegionSample } from './workload.js';
 
-/** One deployment's figures in one region, as `bench/results/demo.json` holds them. */
+/**
+ * One deployment's figures in one region, as `bench/results/demo.json` holds them. A percentile
+ * is `null` where the run had nothing to measure (no readers, or no writers).
+ */
 export interface RegionFigures {
-  readP50Ms: number;
-  readP99Ms: number;
-  writeP50Ms: number;
-  writeThenReadP50Ms: number;
+  readP50Ms: number | null;
+  readP99Ms: number | null;
+  writeP50Ms: number | null;
+  writeThenReadP50Ms: number | null;
   /** Time the reads after own writes waited for replication (Server-Timing; 0 outside Regional). */
-  ownWriteWaitP50Ms: number;
-  ownWriteWaitP99Ms: number;
+  ownWriteWaitP50Ms: number | null;
+  ownWriteWaitP99Ms: number | null;
   staleReads: number;
   ownWriteReads: number;
   staleRate: number;
@@ -35,7 +38,8 @@ export interface DeploymentFigures {
 
 export interface Goal {
   goal: string;
-  met: boolean;
+  /** `null`: not checked, because the run did not measure what it needs (the detail says what). */
+  met: boolean | null;
   detail: string;
 }
 
@@ -55,12 +59,12 @@ const round = (value: number) => (Number.isFinite(value) ? Math.round(value * 10
 
 export function summarize(sample: RegionSample): RegionFigures {
   return {
-    readP50Ms: round(percentile(sample.reads, 50)) as number,
-    readP99Ms: round(percentile(sample.reads, 99)) as number,
-    writeP50Ms: round(percentile(sample.writes, 50)) as number,
-    writeThenReadP50Ms: round(percentile(sample.writeThenReads, 50)) as number,
-    ownWriteWaitP50Ms: round(percentile(sample.ownWriteWaits, 50)) as number,
-    ownWriteWaitP99Ms: round(percentile(sample.ownWriteWaits, 99)) as number,
+    readP50Ms: round(percentile(sample.reads, 50)),
+    readP99Ms: round(percentile(sample.reads, 99)),
+    writeP50Ms: round(percentile(sample.writes, 50)),
+    writeThenReadP50Ms: round(percentile(sample.writeThenReads, 50)),
+    ownWriteWaitP50Ms: round(percentile(sample.ownWriteWaits, 50)),
+    ownWriteWaitP99Ms: round(percentile(sample.ownWriteWaits, 99)),
     staleReads: sample.staleReads,
     ownWriteReads: sample.ownWriteReads,
     staleRate:
@@ -84,22 +88,32 @@ export function checkGoals(
   const peer = figures.find((f) => f.name === 'replicas-no-consistency');
   if (!regional) return [];
   const goals: Goal[] = [];
-  const primaryRead = regional.regions[primaryRegion]?.readP50Ms ?? Number.NaN;
+  const primaryRead = regional.regions[primaryRegion]?.readP50Ms ?? null;
   for (const [region, r] of Object.entries(regional.regions)) {
     if (region === primaryRegion) continue;
-    const ratio = r.readP50Ms / primaryRead;
-    goals.push({
-      goal: `reads in ${region} no slower than 1.2× reads in ${primaryRegion} (p50)`,
-      met: ratio <= 1.2,
-      detail: `${r.readP50Ms} ms vs ${primaryRead} ms (${ratio.toFixed(2)}×)`,
-    });
+    const readGoal = `reads in ${region} no slower than 1.2× reads in ${primaryRegion} (p50)`;
+    if (r.readP50Ms === null || primaryRead === null) {
+      goals.push(notMeasured(readGoal, 'the run has no reads', region, primaryRegion));
+    } else {
+      const ratio = r.readP50Ms / primaryRead;
+      goals.push({
+        goal: readGoal,
+        met: ratio <= 1.2,
+        detail: `${r.readP50Ms} ms vs ${primaryRead} ms (${ratio.toFixed(2)}×)`,
+      });
+    }
+    const writeGoal = `write-then-read in ${region} ≤ one round trip to ${primaryRegion} + 10 ms (p50)`;
+    const local = regional.regions[primaryRegion]?.writeThenReadP50Ms ?? null;
+    if (r.writeThenReadP50Ms === null || local === null) {
+      goals.push(notMeasured(writeGoal, 'the run has no write read back', region, primaryRegion));
+      continue;
+    }
     const nominal = rttMs(region, primaryRegion);
     const measured = regional.linkRttP50Ms?.[region];
     const rtt = measured ?? nominal;
     const budget = Math.round((rtt + 10) * 100) / 100;
-    const local = regional.regions[primaryRegion]?.writeThenReadP50Ms ?? Number.NaN;
     goals.push({
-      goal: `write-then-read in ${region} ≤ one round trip to ${primaryRegion} + 10 ms (p50)`,
+      goal: writeGoal,
       met: r.writeThenReadP50Ms <= budget,
       detail:
         `${r.writeThenReadP50Ms} ms vs ${budget} ms. ` +
@@ -111,12 +125,21 @@ export function checkGoals(
   const stale = Object.values(regional.regions).reduce((n, r) => n + r.staleReads, 0);
   const own = Object.values(regional.regions).reduce((n, r) => n + r.ownWriteReads, 0);
   const peerStale = peer ? Object.values(peer.regions).reduce((n, r) => n + r.staleReads, 0) : null;
-  goals.push({
-    goal: 'zero stale reads after own writes, where deployment 3 shows some',
-    met: stale === 0 && (peerStale === null || peerStale > 0),
-    detail: `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`,
-  });
+  const staleGoal = 'zero stale reads after own writes, where deployment 3 shows some';
+  goals.push(
+    own === 0
+      ? { goal: staleGoal, met: null, detail: 'not measured: the run has no write read back' }
+      : {
+          goal: staleGoal,
+          met: stale === 0 && (peerStale === null || peerStale > 0),
+          detail: `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`,
+        },
+  );
   return goals;
+}
+
+function notMeasured(goal: string, what: string, region: string, primaryRegion: string): Goal {
+  return { goal, met: null, detail: `not measured: ${what} in ${region} or ${primaryRegion}` };
 }
 
 /** A figure as the report and chart show it: to 0.1 ms. */
@@ -154,7 +177,10 @@ export function renderReport(
   const lines = [table(rows), ''];
   if (goals.length > 0) {
     lines.push('Goals (Regional row):');
-    for (const goal of goals) lines.push(`  ${goal.met ? '✓' : '✗'} ${goal.goal}: ${goal.detail}`);
+    for (const goal of goals) {
+      const mark = goal.met === null ? '–' : goal.met ? '✓' : '✗';
+      lines.push(`  ${mark} ${goal.goal}: ${goal.detail}`);
+    }
   }
   const errors = figures.flatMap((d) =>
     Object.entries(d.regions).flatMap(([region, r]) =>
