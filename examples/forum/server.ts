@@ -146,15 +146,45 @@ if (deployment === 'regional') {
   root.route('/', forumApp(plainServices()));
 }
 
-const server = serve({ fetch: root.fetch, port, hostname: host }, () => {
+// Requests being handled, so that stopping lets them finish (a handler outlives its client).
+let inFlight = 0;
+let onIdle: (() => void) | undefined;
+const fetch: typeof root.fetch = async (...args) => {
+  inFlight++;
+  try {
+    return await root.fetch(...args);
+  } finally {
+    if (--inFlight === 0) onIdle?.();
+  }
+};
+
+const server = serve({ fetch, port, hostname: host }, () => {
   console.log(`listening on ${port} in ${region} (${deployment})`);
 });
 // Keep idle connections from the edge (or a platform's proxy) open, so a request does not pay for a new one.
 (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = 65_000;
 
-const stop = () => {
+/** How long stopping waits for requests in flight before closing the pools anyway. */
+const DRAIN_MS = 3_000;
+/** Time for the writes the last requests left in the background (visits) to go out. */
+const BACKGROUND_MS = 250;
+const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+let stopping = false;
+
+/**
+ * On SIGTERM or SIGINT (a deploy, the demo moving on): take no new connections, let the
+ * requests in flight finish, then close the pools and the stores. Closed first, the pools
+ * would fail those requests halfway.
+ */
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
   server.close();
-  Promise.allSettled(closers.map((close) => close())).finally(() => process.exit(0));
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+  if (inFlight > 0)
+    await Promise.race([new Promise<void>((resolve) => (onIdle = resolve)), wait(DRAIN_MS)]);
+  await wait(BACKGROUND_MS);
+  await Promise.allSettled(closers.map((close) => close()));
+  process.exit(0);
+}
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
