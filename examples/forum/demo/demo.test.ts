@@ -23,6 +23,13 @@ function regional(args: string[]): {
   return { child, out, exit };
 }
 
+/** `regional demo` measuring, with a cluster directory and a results directory of its own. */
+function measure(args: string[]) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-cluster-'));
+  const results = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-results-'));
+  return { dir, results, ...regional(['demo', '--dir', dir, '--results', results, ...args]) };
+}
+
 /** Processes of the cluster in `dir`: its servers (by command line) and app instances (by environment). */
 function processesIn(dir: string): string[] {
   const lines = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n');
@@ -70,14 +77,7 @@ describe('regional demo (npm start)', () => {
   });
 
   it('Ctrl-C while it measures stops the workload and every server, quietly, and writes no results', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-stop-'));
-    const results = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-stop-results-'));
-    const { child, out, exit } = regional([
-      'demo',
-      '--dir',
-      dir,
-      '--results',
-      results,
+    const { dir, results, child, out, exit } = measure([
       '--only',
       'regional',
       '--duration',
@@ -103,14 +103,7 @@ describe('regional demo (npm start)', () => {
   });
 
   it('measures deployments side by side: prints the report and writes demo.json (per deployment and region) and demo.svg', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-bench-'));
-    const results = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-results-'));
-    const { out, exit } = regional([
-      'demo',
-      '--dir',
-      dir,
-      '--results',
-      results,
+    const { dir, results, out, exit } = measure([
       '--only',
       'replicas-no-consistency,regional',
       '--duration',

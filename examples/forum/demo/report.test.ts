@@ -6,7 +6,7 @@ import {
   renderReport,
   summarize,
 } from './report.js';
-import type { RegionSample } from './workload.js';
+import { emptySample, type RegionSample } from './workload.js';
 
 const region = (figures: Partial<RegionFigures>): RegionFigures => ({
   readP50Ms: 5,
@@ -75,20 +75,10 @@ describe('checkGoals', () => {
   });
 
   it('a goal the run did not measure (no reads, no writes) is "not measured", never met', () => {
-    const empty: RegionSample = {
-      reads: [],
-      writes: [],
-      writeThenReads: [],
-      ownWriteWaits: [],
-      ownWriteReads: 0,
-      staleReads: 0,
-      errors: 0,
-      errorSamples: [],
-    };
     const regional: DeploymentFigures = {
       name: 'regional',
       label: '4. Regional',
-      regions: { iad: summarize(empty), cdg: summarize(empty) },
+      regions: { iad: summarize(emptySample()), cdg: summarize(emptySample()) },
     };
     expect(regional.regions.cdg?.readP50Ms).toBeNull();
     const goals = checkGoals([regional], 'iad', rtt);

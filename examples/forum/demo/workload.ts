@@ -97,7 +97,8 @@ class User {
   }
 }
 
-const emptySample = (): RegionSample => ({
+/** A region's sample before anything was measured. */
+export const emptySample = (): RegionSample => ({
   reads: [],
   writes: [],
   writeThenReads: [],
