@@ -72,6 +72,20 @@ describe('checkGoals', () => {
     expect(goals.at(-1)).toMatchObject({ met: true, detail: 'Regional 0 of 200; deployment 3 3' });
     const stale = checkGoals(figures({ staleReads: 1 }), 'iad', rtt);
     expect(stale.at(-1)?.met).toBe(false);
+    const [peer, regional] = figures({});
+    const quietPeer = checkGoals(
+      [
+        { ...(peer as DeploymentFigures), regions: { cdg: region({}) } },
+        regional as DeploymentFigures,
+      ],
+      'iad',
+      rtt,
+    );
+    expect(quietPeer.at(-1)).toMatchObject({
+      met: false,
+      detail:
+        'Regional 0 of 200; deployment 3 0: deployment 3 showed none, so this workload did not show it catches stale reads',
+    });
   });
 
   it('a goal the run did not measure (no reads, no writes) is "not measured", never met', () => {
@@ -96,7 +110,20 @@ describe('checkGoals', () => {
       'iad',
       rtt,
     );
-    expect(writersOnly.map((g) => g.met)).toEqual([null, true, true]);
+    expect(writersOnly.map((g) => g.met)).toEqual([null, true, null]);
+    expect(writersOnly[2]?.detail).toBe(
+      'Regional 0 of 200; deployment 3 not run: not checked, the run has no deployment 3 to show the workload catches stale reads',
+    );
+    // A stale read fails the goal whether or not deployment 3 ran.
+    const staleAlone = checkGoals(
+      [{ ...regional, regions: { iad: region({}), cdg: region({ staleReads: 2 }) } }],
+      'iad',
+      rtt,
+    );
+    expect(staleAlone.at(-1)).toMatchObject({
+      met: false,
+      detail: 'Regional 2 of 200; deployment 3 not run',
+    });
   });
 
   it('checks the goals on figures to 0.01 ms, not on the 0.1 ms the report shows', () => {

@@ -126,14 +126,26 @@ export function checkGoals(
   const own = Object.values(regional.regions).reduce((n, r) => n + r.ownWriteReads, 0);
   const peerStale = peer ? Object.values(peer.regions).reduce((n, r) => n + r.staleReads, 0) : null;
   const staleGoal = 'zero stale reads after own writes, where deployment 3 shows some';
+  const detail = `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`;
   goals.push(
     own === 0
       ? { goal: staleGoal, met: null, detail: 'not measured: the run has no write read back' }
-      : {
-          goal: staleGoal,
-          met: stale === 0 && (peerStale === null || peerStale > 0),
-          detail: `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`,
-        },
+      : stale > 0
+        ? { goal: staleGoal, met: false, detail }
+        : peerStale === null
+          ? // Zero proves little unless the same workload catches stale reads without Regional.
+            {
+              goal: staleGoal,
+              met: null,
+              detail: `${detail}: not checked, the run has no deployment 3 to show the workload catches stale reads`,
+            }
+          : peerStale === 0
+            ? {
+                goal: staleGoal,
+                met: false,
+                detail: `${detail}: deployment 3 showed none, so this workload did not show it catches stale reads`,
+              }
+            : { goal: staleGoal, met: true, detail },
   );
   return goals;
 }
