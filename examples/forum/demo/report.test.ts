@@ -112,7 +112,7 @@ describe('checkGoals', () => {
     );
     expect(writersOnly.map((g) => g.met)).toEqual([null, true, null]);
     expect(writersOnly[2]?.detail).toBe(
-      'Regional 0 of 200; deployment 3 not run: not checked, the run has no deployment 3 to show the workload catches stale reads',
+      'Regional 0 of 200; not checked: deployment 3 did not run, and it is what shows this workload catches stale reads',
     );
     // A stale read fails the goal whether or not deployment 3 ran.
     const staleAlone = checkGoals(

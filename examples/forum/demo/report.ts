@@ -137,7 +137,7 @@ export function checkGoals(
             {
               goal: staleGoal,
               met: null,
-              detail: `${detail}: not checked, the run has no deployment 3 to show the workload catches stale reads`,
+              detail: `Regional ${stale} of ${own}; not checked: deployment 3 did not run, and it is what shows this workload catches stale reads`,
             }
           : peerStale === 0
             ? {
