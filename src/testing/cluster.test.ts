@@ -7,6 +7,7 @@ import { startScript, waitGone } from '../../test/support/child.js';
 import { LocalCluster } from './cluster.js';
 import { findPostgresBinaries } from './postgres/binaries.js';
 import { isAlive, PostgresServer } from './postgres/server.js';
+import { childPids, waitAllGone } from './process.js';
 import { resolveServerUser } from './server-user.js';
 
 // Round trips small enough to keep the suite quick, large enough to measure.
@@ -136,8 +137,12 @@ describe('LocalCluster', () => {
   it('a replica killed with SIGKILL and restarted catches up with nothing lost', async () => {
     const replica = cluster.server('cdg');
     const pid = replica.pid as number;
+    const started = childPids(pid); // startup, walreceiver, checkpointer, …
+    expect(started.length).toBeGreaterThan(0);
     await replica.kill();
     expect(isAlive(pid)).toBe(false);
+    // All at once, as in a crash: none lingers (a lingering backend blocks the next start).
+    expect(await waitAllGone(started, 0)).toBe(true);
     for (let i = 0; i < 20; i++) await insert(`while cdg is down ${i}`);
     await replica.start();
     await cluster.waitForReplay('cdg');
@@ -148,7 +153,10 @@ describe('LocalCluster', () => {
     const ids: number[] = [];
     for (let i = 0; i < 50; i++) ids.push(await insert(`committed ${i}`));
     const server = cluster.server('iad');
+    const started = childPids(server.pid as number);
+    expect(started.length).toBeGreaterThan(0);
     await server.kill();
+    expect(await waitAllGone(started, 0)).toBe(true);
     await server.start();
     const fresh = new pg.Client(cluster.serverUrl('iad'));
     await fresh.connect();

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerUser } from './server-user.js';
 import type { Watchdog } from './watchdog.js';
@@ -19,6 +19,56 @@ export function signal(pid: number, name: NodeJS.Signals): void {
     process.kill(pid, name);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+/**
+ * The processes whose parent is `pid`, read from `/proc` (Linux); elsewhere none are found. A
+ * zombie (exited, not yet reaped) is not counted.
+ */
+export function childPids(pid: number): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const children: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = procStat(Number(entry));
+    if (stat && stat.ppid === pid && stat.state !== 'Z') children.push(Number(entry));
+  }
+  return children;
+}
+
+/** State and parent of a process from `/proc/<pid>/stat`, or `null` if it is gone. */
+function procStat(pid: number): { state: string; ppid: number } | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'.
+  const [state = '', ppid = ''] = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state, ppid: Number(ppid) };
+}
+
+/** True while `pid` runs: a zombie whose parent has not reaped it yet counts as gone. */
+function running(pid: number): boolean {
+  if (!isAlive(pid)) return false;
+  const stat = procStat(pid);
+  return stat === null ? existsSync('/proc') === false : stat.state !== 'Z';
+}
+
+/** Waits until none of `pids` runs, or the deadline passes. */
+export async function waitAllGone(pids: readonly number[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!pids.some(running)) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(10);
   }
 }
 

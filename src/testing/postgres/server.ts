@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, ManagedServer, signal, tail, waitGroupGone } from '../process.js';
+import {
+  childPids,
+  isAlive,
+  ManagedServer,
+  signal,
+  tail,
+  waitAllGone,
+  waitGroupGone,
+} from '../process.js';
 import type { ServerUser } from '../server-user.js';
 import type { Watchdog } from '../watchdog.js';
 import type { PostgresBinaries } from './binaries.js';
@@ -48,9 +56,28 @@ export async function stopPostmaster(pid: number, graceMs = 10_000): Promise<voi
   if (await waitGroupGone(pid, graceMs)) return;
   signal(pid, 'SIGQUIT');
   if (await waitGroupGone(pid, 2_000)) return;
+  const children = killChildren(pid);
   signal(-pid, 'SIGKILL');
   signal(pid, 'SIGKILL');
   await waitGroupGone(pid, 5_000);
+  await waitAllGone(children, 5_000);
+}
+
+/**
+ * SIGKILL to every process a postmaster started, and their own children; returns their pids.
+ * Postgres makes each child the leader of its own process group, so killing the postmaster's
+ * group alone leaves its backends running until they notice, and a start in that moment fails
+ * with "pre-existing shared memory block is still in use". The postmaster is stopped first, so
+ * it starts nothing between the listing and the kill; the caller kills it next.
+ */
+function killChildren(postmaster: number): number[] {
+  signal(postmaster, 'SIGSTOP');
+  const children = childPids(postmaster);
+  for (const child of children) {
+    signal(-child, 'SIGKILL');
+    signal(child, 'SIGKILL');
+  }
+  return children;
 }
 
 /**
@@ -101,6 +128,20 @@ export class PostgresServer extends ManagedServer {
         );
       }
       await sleep(10);
+    }
+  }
+
+  /**
+   * Kills the server as a crash of its machine would: the postmaster and every process it
+   * started, at once (see {@link killChildren}).
+   */
+  override async kill(): Promise<void> {
+    const pid = this.pid;
+    if (!pid) return;
+    const children = killChildren(pid);
+    await super.kill();
+    if (!(await waitAllGone(children, 5_000))) {
+      throw new Error(`${this.name}: processes ${children.join(', ')} outlived SIGKILL`);
     }
   }
 
