@@ -59,7 +59,7 @@ function procStat(pid: number): { state: string; ppid: number } | null {
 function running(pid: number): boolean {
   if (!isAlive(pid)) return false;
   const stat = procStat(pid);
-  return stat === null ? existsSync('/proc') === false : stat.state !== 'Z';
+  return stat === null ? !existsSync('/proc') : stat.state !== 'Z';
 }
 
 /** Waits until none of `pids` runs, or the deadline passes. */

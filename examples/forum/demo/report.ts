@@ -122,32 +122,39 @@ export function checkGoals(
         `Regional's share: ${(r.writeThenReadP50Ms - rtt - local).toFixed(1)} ms (sending the write to ${primaryRegion}, and the read making sure the replica has it: it waited ${r.ownWriteWaitP50Ms} ms p50, ${r.ownWriteWaitP99Ms} ms p99)`,
     });
   }
-  const stale = Object.values(regional.regions).reduce((n, r) => n + r.staleReads, 0);
-  const own = Object.values(regional.regions).reduce((n, r) => n + r.ownWriteReads, 0);
-  const peerStale = peer ? Object.values(peer.regions).reduce((n, r) => n + r.staleReads, 0) : null;
-  const staleGoal = 'zero stale reads after own writes, where deployment 3 shows some';
-  const detail = `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`;
-  goals.push(
-    own === 0
-      ? { goal: staleGoal, met: null, detail: 'not measured: the run has no write read back' }
-      : stale > 0
-        ? { goal: staleGoal, met: false, detail }
-        : peerStale === null
-          ? // Zero proves little unless the same workload catches stale reads without Regional.
-            {
-              goal: staleGoal,
-              met: null,
-              detail: `Regional ${stale} of ${own}; not checked: deployment 3 did not run, and it is what shows this workload catches stale reads`,
-            }
-          : peerStale === 0
-            ? {
-                goal: staleGoal,
-                met: false,
-                detail: `${detail}: deployment 3 showed none, so this workload did not show it catches stale reads`,
-              }
-            : { goal: staleGoal, met: true, detail },
-  );
+  goals.push(staleReadsGoal(regional, peer));
   return goals;
+}
+
+/**
+ * Zero stale reads for Regional proves little unless the same workload catches stale reads
+ * without it: the goal is met only beside a deployment 3 that shows some.
+ */
+function staleReadsGoal(regional: DeploymentFigures, peer: DeploymentFigures | undefined): Goal {
+  const goal = 'zero stale reads after own writes, where deployment 3 shows some';
+  const sum = (figures: DeploymentFigures, key: 'staleReads' | 'ownWriteReads') =>
+    Object.values(figures.regions).reduce((n, r) => n + r[key], 0);
+  const stale = sum(regional, 'staleReads');
+  const own = sum(regional, 'ownWriteReads');
+  const peerStale = peer ? sum(peer, 'staleReads') : null;
+  if (own === 0) return { goal, met: null, detail: 'not measured: the run has no write read back' };
+  const detail = `Regional ${stale} of ${own}; deployment 3 ${peerStale ?? 'not run'}`;
+  if (stale > 0) return { goal, met: false, detail };
+  if (peerStale === null) {
+    return {
+      goal,
+      met: null,
+      detail: `Regional 0 of ${own}; not checked: deployment 3 did not run, and it is what shows this workload catches stale reads`,
+    };
+  }
+  if (peerStale === 0) {
+    return {
+      goal,
+      met: false,
+      detail: `${detail}: deployment 3 showed none, so this workload did not show it catches stale reads`,
+    };
+  }
+  return { goal, met: true, detail };
 }
 
 function notMeasured(goal: string, what: string, region: string, primaryRegion: string): Goal {
