@@ -7,6 +7,7 @@ import { formatLsn } from '../core/lsn.js';
 import { ReplayTracker } from '../core/tracker.js';
 import { LocalCluster } from '../testing/cluster.js';
 import { LatencyProxy } from '../testing/link/latency-proxy.js';
+import { freePort } from '../testing/ports.js';
 import { RegionalPool, type RegionalPoolOptions } from './pool.js';
 import { replayLsnPoller } from './replay-poller.js';
 
@@ -758,6 +759,20 @@ describe('RegionalPool configuration', () => {
       }
     },
   );
+
+  it('names the database from the primary when the replica cannot be reached, and says so', async () => {
+    const expected = await iadPool().sourceKey();
+    const unreachable = new URL(cluster.endpoints('syd').replicaUrl as string);
+    unreachable.port = String(await freePort());
+    const pool = sydPool({ replicaUrl: unreachable.toString() });
+    const before = warnings.length;
+    expect(await pool.sourceKey()).toBe(expected);
+    expect(warnings.slice(before)).toEqual([
+      expect.stringMatching(
+        /^Could not read the cluster's system identifier from the replica in syd \(.*ECONNREFUSED.*\); asking the primary\.$/,
+      ),
+    ]);
+  });
 
   it('without PRIMARY_REGION it is a plain pool on DATABASE_URL', async () => {
     const pool = new RegionalPool({ databaseUrl: cluster.endpoints('iad').databaseUrl });

@@ -451,11 +451,16 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     if (this.source) return this.source;
     this.sourcePromise ??= (async () => {
       let result: pg.QueryResult<{ id: string }>;
+      const replica = this.replicaPool && this.replicaUsable() ? this.replicaPool : null;
       try {
-        result = await systemIdentifier(
-          this.replicaPool && this.replicaUsable() ? this.replicaPool : this.primaryPool,
+        result = await systemIdentifier(replica ?? this.primaryPool);
+      } catch (error) {
+        // The primary has the same identifier; a failed primary leaves nothing to ask.
+        if (!replica) throw error;
+        this.warn(
+          `Could not read the cluster's system identifier from the replica in ${this.config.region} (${(error as Error)?.message ?? error}); asking the primary.`,
+          error,
         );
-      } catch {
         result = await systemIdentifier(this.primaryPool);
       }
       this.source = `pg:${(result.rows[0] as { id: string }).id}`;
