@@ -4,11 +4,21 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReplayMode } from '../http/settings.js';
 import type { LocalCluster } from '../testing/cluster.js';
-import { freePort } from '../testing/ports.js';
+import {
+  allPids,
+  holdPorts,
+  isPortFree,
+  listeningSockets,
+  socketHolders,
+} from '../testing/ports.js';
+import { processTree } from '../testing/process.js';
 import { Watchdog } from '../testing/watchdog.js';
 
 export interface LocalAppsOptions {
-  /** The shell command that starts one app instance; it must listen on `PORT`. */
+  /**
+   * The shell command that starts one app instance; it, or a process it starts, must listen on
+   * `PORT` (a port a container runtime publishes for it is taken for another process's).
+   */
   command: string;
   /** The cluster whose regions the instances run in (environment, and links between regions). */
   cluster: LocalCluster;
@@ -26,6 +36,11 @@ export interface LocalAppsOptions {
   cwd?: string;
   /** Regions that get an instance (default: every region of the cluster; the primary's is required). */
   regions?: readonly string[];
+  /**
+   * Ports of some regions' instances, e.g. `{ iad: 3001 }`; the others get free ones. Start
+   * fails, naming the region, if another process listens on one.
+   */
+  ports?: Readonly<Record<string, number>>;
   /** Extra environment of one region's instance, applied last; `undefined` removes a variable. */
   regionEnv?: (region: string) => Readonly<Record<string, string | undefined>>;
 }
@@ -117,8 +132,14 @@ export class LocalApps {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.stopInstances();
+    this.watchdog.close();
+  }
+
+  private async stopInstances(): Promise<void> {
+    const instances = this.instances.splice(0);
     await Promise.all(
-      this.instances.map(async ({ child }) => {
+      instances.map(async ({ child }) => {
         const pid = child.pid;
         if (!pid) return;
         try {
@@ -138,13 +159,10 @@ export class LocalApps {
         this.watchdog.untrack(-pid);
       }),
     );
-    this.watchdog.close();
   }
 
   private async launch(): Promise<void> {
-    const { cluster, command } = this.options;
-    const base = this.options.env ?? process.env;
-    const secret = this.options.secret ?? base.REGIONAL_SECRET ?? randomBytes(32).toString('hex');
+    const { cluster } = this.options;
     const regions = this.options.regions ?? cluster.topology.regions;
     if (!regions.includes(cluster.primaryRegion)) {
       throw new TypeError(
@@ -155,17 +173,73 @@ export class LocalApps {
       if (!cluster.topology.regions.includes(region))
         throw new TypeError(`regions: "${region}" is not a region of the cluster`);
     }
-    const ports = new Map<string, number>();
-    for (const region of regions) ports.set(region, await freePort());
+    const fixed = this.options.ports ?? {};
+    for (const [region, port] of Object.entries(fixed)) {
+      if (!regions.includes(region))
+        throw new TypeError(
+          `ports.${region}: no instance runs there (regions: ${regions.join(', ')})`,
+        );
+      if (!Number.isInteger(port) || port <= 0 || port > 65535)
+        throw new TypeError(`ports.${region}: ${port} is not a TCP port (1 to 65535)`);
+    }
+    const base = this.options.env ?? process.env;
+    const secret = this.options.secret ?? base.REGIONAL_SECRET ?? randomBytes(32).toString('hex');
+    // A free port can still be taken by another process before the instance binds it; the
+    // instance then fails to start and another listener answers in its place. Detected in
+    // `ready`, and the instances start again on new ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.launchOnce(regions, fixed, base, secret);
+        return;
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || error.chosen || attempt >= PORT_ATTEMPTS)
+          throw error;
+        const line = `[regional] ${error.message} Starting again on new ports.`;
+        if (this.options.onOutput) this.options.onOutput(error.region, line);
+        else console.warn(line);
+        await this.stopInstances();
+      }
+    }
+  }
+
+  private async launchOnce(
+    regions: readonly string[],
+    fixed: Readonly<Record<string, number>>,
+    base: Readonly<Record<string, string | undefined>>,
+    secret: string,
+  ): Promise<void> {
+    const { cluster, command } = this.options;
+    for (const [region, port] of Object.entries(fixed)) {
+      if (!(await isPortFree(port)))
+        throw new PortTakenError(region, port, true, foreignListeners(port, []) ?? []);
+    }
+    const free = regions.filter((region) => fixed[region] === undefined);
+    const held = await holdPorts(free.length);
+    const ports = new Map<string, number>([
+      ...Object.entries(fixed),
+      ...free.map((region, i) => [region, held.ports[i] as number] as const),
+    ]);
     const primaryPort = ports.get(cluster.primaryRegion) as number;
+    const toPrimary = new Map<string, number>();
+    try {
+      // Links listen on ports of their own: made while the instances' ports are held, so that
+      // none of them takes one.
+      for (const region of regions) {
+        toPrimary.set(
+          region,
+          await cluster.route({
+            from: region,
+            to: cluster.primaryRegion,
+            port: primaryPort,
+            name: 'app',
+          }),
+        );
+      }
+    } finally {
+      await held.release();
+    }
     for (const region of regions) {
       const port = ports.get(region) as number;
-      const toPrimary = await cluster.route({
-        from: region,
-        to: cluster.primaryRegion,
-        port: primaryPort,
-        name: 'app',
-      });
       const env: Record<string, string> = {};
       for (const [key, value] of Object.entries(base)) {
         // This shell's own region settings would contradict the instance's.
@@ -174,7 +248,7 @@ export class LocalApps {
       Object.assign(env, cluster.env(region), {
         PORT: String(port),
         REGIONAL_SECRET: secret,
-        REGIONAL_PRIMARY_URL: `http://127.0.0.1:${toPrimary}`,
+        REGIONAL_PRIMARY_URL: `http://127.0.0.1:${toPrimary.get(region)}`,
         REGIONAL_REPLAY_MODE: this.options.mode ?? base.REGIONAL_REPLAY_MODE ?? 'fly-replay',
         // Which local cluster the instance belongs to (for people and tools looking at processes).
         REGIONAL_CLUSTER_DIR: cluster.dir,
@@ -208,7 +282,11 @@ export class LocalApps {
         });
       }
     }
-    await Promise.all(this.instances.map((instance) => this.ready(instance)));
+    // Every instance settles (ready or failed) before a retry stops them all.
+    const results = await Promise.allSettled(this.instances.map((i) => this.ready(i)));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+    const first = failures.find((e) => !(e instanceof PortTakenError)) ?? failures[0];
+    if (first) throw first;
   }
 
   private async ready(instance: Instance): Promise<void> {
@@ -216,11 +294,24 @@ export class LocalApps {
     const { child, port, region } = instance;
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
+        const others = foreignListeners(port, []);
+        if (others)
+          throw new PortTakenError(
+            region,
+            port,
+            this.options.ports?.[region] !== undefined,
+            others,
+          );
         throw new Error(
           `The app in ${region} exited (${child.exitCode ?? child.signalCode}) before listening on port ${port}. Its last output:\n${instance.output.join('\n') || '(none)'}`,
         );
       }
-      if (await accepts(port)) return;
+      if (await accepts(port)) {
+        // Something answers on the port: the instance, or whatever took the port before it.
+        const others = child.pid ? foreignListeners(port, processTree(child.pid)) : null;
+        if (!others) return;
+        throw new PortTakenError(region, port, this.options.ports?.[region] !== undefined, others);
+      }
       if (Date.now() > deadline) {
         throw new Error(
           `The app in ${region} did not listen on PORT=${port} within ${this.options.readyTimeoutMs ?? 30_000} ms. Does it read PORT? Its last output:\n${instance.output.join('\n') || '(none)'}`,
@@ -228,5 +319,41 @@ export class LocalApps {
       }
       await sleep(50);
     }
+  }
+}
+
+/** How many times instances start on fresh ports when one of them was taken. */
+const PORT_ATTEMPTS = 3;
+
+/**
+ * The processes other than `own` listening on `port`, if any listen there and none of `own`
+ * does; `null` otherwise, and where `/proc` cannot tell (not Linux).
+ */
+function foreignListeners(port: number, own: readonly number[]): number[] | null {
+  const sockets = listeningSockets(port);
+  if (!sockets || sockets.size === 0) return null;
+  if (socketHolders(sockets, own).length > 0) return null;
+  return socketHolders(sockets, allPids());
+}
+
+/** Another process listens on the port an instance was given, so the instance cannot. */
+class PortTakenError extends Error {
+  constructor(
+    readonly region: string,
+    readonly port: number,
+    /** The port came from the `ports` option (so trying another is not up to us). */
+    readonly chosen: boolean,
+    holders: readonly number[] = [],
+  ) {
+    const who =
+      holders.length === 0
+        ? 'another process'
+        : holders
+            .map((pid) => (pid === process.pid ? `this process (pid ${pid})` : `pid ${pid}`))
+            .join(', ');
+    super(
+      `The app in ${region} cannot listen on PORT=${port}: ${who} listens there${chosen ? `. Free the port or choose another in ports.${region}.` : '.'}`,
+    );
+    this.name = 'PortTakenError';
   }
 }

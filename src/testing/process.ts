@@ -42,6 +42,13 @@ export function childPids(pid: number): number[] {
   return children;
 }
 
+/** `pid` and every process below it (children, their children, …), from `/proc` (Linux). */
+export function processTree(pid: number): number[] {
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...childPids(tree[i] as number));
+  return tree;
+}
+
 /** State and parent of a process from `/proc/<pid>/stat`, or `null` if it is gone. */
 function procStat(pid: number): { state: string; ppid: number } | null {
   let text: string;
