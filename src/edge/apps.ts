@@ -4,14 +4,8 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReplayMode } from '../http/settings.js';
 import type { LocalCluster } from '../testing/cluster.js';
-import {
-  allPids,
-  holdPorts,
-  isPortFree,
-  listeningSockets,
-  socketHolders,
-} from '../testing/ports.js';
-import { processTree } from '../testing/process.js';
+import { holdPorts, isPortFree, listeningSockets, socketHolders } from '../testing/ports.js';
+import { allPids, processTree } from '../testing/process.js';
 import { Watchdog } from '../testing/watchdog.js';
 
 export interface LocalAppsOptions {

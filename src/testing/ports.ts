@@ -115,14 +115,3 @@ export function socketHolders(sockets: ReadonlySet<string>, pids: Iterable<numbe
   }
   return holders;
 }
-
-/** Every process id in `/proc` (Linux); none elsewhere. */
-export function allPids(): number[] {
-  try {
-    return readdirSync('/proc')
-      .filter((entry) => /^\d+$/.test(entry))
-      .map(Number);
-  } catch {
-    return [];
-  }
-}

@@ -27,19 +27,21 @@ export function signal(pid: number, name: NodeJS.Signals): void {
  * zombie (exited, not yet reaped) is not counted.
  */
 export function childPids(pid: number): number[] {
-  let entries: string[];
+  return allPids().filter((child) => {
+    const stat = procStat(child);
+    return stat !== null && stat.ppid === pid && stat.state !== 'Z';
+  });
+}
+
+/** Every process id in `/proc` (Linux); none elsewhere. */
+export function allPids(): number[] {
   try {
-    entries = readdirSync('/proc');
+    return readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .map(Number);
   } catch {
     return [];
   }
-  const children: number[] = [];
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = procStat(Number(entry));
-    if (stat && stat.ppid === pid && stat.state !== 'Z') children.push(Number(entry));
-  }
-  return children;
 }
 
 /** `pid` and every process below it (children, their children, …), from `/proc` (Linux). */
