@@ -30,8 +30,8 @@ async function squat(port = 0): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-async function start(options: Partial<Parameters<typeof LocalApps.start>[0]> = {}) {
-  const go = `${cluster.dir}/go-${Math.random().toString(36).slice(2)}`;
+/** Starts the instances; they listen once the file `go` exists. */
+async function start(go: string, options: Partial<Parameters<typeof LocalApps.start>[0]> = {}) {
   const apps = await LocalApps.start({
     command: APP,
     cluster,
@@ -48,7 +48,7 @@ describe('LocalApps', () => {
   it('starts one instance per region, each on its own port with its region', async () => {
     const go = `${cluster.dir}/go-now`;
     writeFileSync(go, '');
-    const apps = await start({ env: { ...process.env, GO: go } });
+    const apps = await start(go);
     const { iad, cdg } = apps.edgeApps();
     expect(iad?.port).not.toBe(cdg?.port);
     expect(await answer(iad?.port as number)).toBe(`iad ${iad?.port}`);
@@ -61,8 +61,7 @@ describe('LocalApps', () => {
       const go = `${cluster.dir}/go-retry`;
       let taken: number | undefined;
       const lines: string[] = [];
-      const apps = await start({
-        env: { ...process.env, GO: go },
+      const apps = await start(go, {
         onOutput: (region, line) => {
           lines.push(`${region}: ${line}`);
           const port = /^port (\d+)$/.exec(line)?.[1];
@@ -90,8 +89,7 @@ describe('LocalApps', () => {
 
   it('refuses a port given in `ports` that another process listens on, naming the region and the port', async () => {
     const port = await squat();
-    const go = `${cluster.dir}/go-now`;
-    await expect(start({ env: { ...process.env, GO: go }, ports: { cdg: port } })).rejects.toThrow(
+    await expect(start(`${cluster.dir}/go-now`, { ports: { cdg: port } })).rejects.toThrow(
       new RegExp(
         `^The app in cdg cannot listen on PORT=${port}: .*listens there\\. Free the port or choose another in ports\\.cdg\\.$`,
       ),
@@ -99,10 +97,10 @@ describe('LocalApps', () => {
   });
 
   it('names a bad `ports` option', async () => {
-    await expect(start({ ports: { syd: 3000 } })).rejects.toThrow(
+    await expect(start(`${cluster.dir}/go-now`, { ports: { syd: 3000 } })).rejects.toThrow(
       'ports.syd: no instance runs there (regions: iad, cdg)',
     );
-    await expect(start({ ports: { cdg: 70_000 } })).rejects.toThrow(
+    await expect(start(`${cluster.dir}/go-now`, { ports: { cdg: 70_000 } })).rejects.toThrow(
       'ports.cdg: 70000 is not a TCP port (1 to 65535)',
     );
   });
