@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReplayMode } from '../http/settings.js';
 import type { LocalCluster } from '../testing/cluster.js';
 import { holdPorts, isPortFree, listeningSockets, socketHolders } from '../testing/ports.js';
-import { allPids, processTree } from '../testing/process.js';
+import { allPids, processTree, signal, waitGroupGone } from '../testing/process.js';
 import { Watchdog } from '../testing/watchdog.js';
 
 export interface LocalAppsOptions {
@@ -55,16 +55,6 @@ interface Instance {
   port: number;
   child: ChildProcess;
   output: string[];
-}
-
-/** True while any process of the group led by `pid` lives. */
-function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === 'EPERM';
-  }
 }
 
 function accepts(port: number): Promise<boolean> {
@@ -136,20 +126,8 @@ export class LocalApps {
       instances.map(async ({ child }) => {
         const pid = child.pid;
         if (!pid) return;
-        try {
-          process.kill(-pid, 'SIGTERM');
-        } catch {
-          // Already gone.
-        }
-        const deadline = Date.now() + 5_000;
-        while (groupAlive(pid) && Date.now() < deadline) await sleep(50);
-        if (groupAlive(pid)) {
-          try {
-            process.kill(-pid, 'SIGKILL');
-          } catch {
-            // Gone meanwhile.
-          }
-        }
+        signal(-pid, 'SIGTERM');
+        if (!(await waitGroupGone(pid, 5_000))) signal(-pid, 'SIGKILL');
         this.watchdog.untrack(-pid);
       }),
     );
