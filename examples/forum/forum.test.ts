@@ -41,7 +41,7 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
       cluster,
       regionEnv: () => ({ FORUM_DEPLOYMENT: 'regional' }),
     });
-    edge = await LocalEdge.start({ apps: apps.edgeApps(), route: (route) => cluster.route(route) });
+    edge = await LocalEdge.start({ apps: apps.edgeApps(), links: cluster });
   });
 
   afterAll(async () => {

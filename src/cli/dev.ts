@@ -39,7 +39,7 @@ async function startApps(
     onOutput: (region, line) => process.stderr.write(`[app ${region}] ${line}\n`),
   });
   try {
-    const edge = await LocalEdge.start({ apps: apps.edgeApps(), route: (r) => cluster.route(r) });
+    const edge = await LocalEdge.start({ apps: apps.edgeApps(), links: cluster });
     return { apps, edge };
   } catch (error) {
     await apps.stop();

@@ -73,6 +73,9 @@ describe('LocalApps', () => {
         },
       });
       expect(taken).toBeDefined();
+      // The first attempt's link was closed with its instances: one link, the current one's.
+      const appLinks = cluster.link('cdg', 'iad').proxies.filter((p) => p.name.endsWith(' app'));
+      expect(appLinks.map((p) => p.name)).toEqual(['cdg->iad app']);
       const { cdg } = apps.edgeApps();
       expect(cdg?.port).not.toBe(taken);
       expect(await answer(cdg?.port as number)).toBe(`cdg ${cdg?.port}`);
@@ -86,6 +89,17 @@ describe('LocalApps', () => {
       );
     },
   );
+
+  it('closes the links it made when it stops', async () => {
+    const go = `${cluster.dir}/go-now`;
+    writeFileSync(go, '');
+    const link = cluster.link('cdg', 'iad');
+    const before = link.proxies.length;
+    const apps = await start(go);
+    expect(link.proxies.length).toBe(before + 1);
+    await apps.stop();
+    expect(link.proxies.length).toBe(before);
+  });
 
   it('refuses a port given in `ports` that another process listens on, naming the region and the port', async () => {
     const port = await squat();

@@ -77,7 +77,7 @@ function accepts(port: number): Promise<boolean> {
  *
  * @example
  * const apps = await LocalApps.start({ command: 'node server.js', cluster });
- * const edge = await LocalEdge.start({ apps: apps.edgeApps(), route: (r) => cluster.route(r) });
+ * const edge = await LocalEdge.start({ apps: apps.edgeApps(), links: cluster });
  * // …
  * await edge.close();
  * await apps.stop();
@@ -85,6 +85,8 @@ function accepts(port: number): Promise<boolean> {
 export class LocalApps {
   private readonly watchdog = new Watchdog();
   private readonly instances: Instance[] = [];
+  /** The latency links made for the instances' calls to the primary's instance (by port). */
+  private readonly links: number[] = [];
   private stopped = false;
 
   private constructor(private readonly options: LocalAppsOptions) {}
@@ -120,6 +122,7 @@ export class LocalApps {
     this.watchdog.close();
   }
 
+  /** Stops the instances, then closes their links (they hold connections through them). */
   private async stopInstances(): Promise<void> {
     const instances = this.instances.splice(0);
     await Promise.all(
@@ -131,6 +134,8 @@ export class LocalApps {
         this.watchdog.untrack(-pid);
       }),
     );
+    const links = this.links.splice(0);
+    await Promise.all(links.map((port) => this.options.cluster.unroute(port)));
   }
 
   private async launch(): Promise<void> {
@@ -197,15 +202,15 @@ export class LocalApps {
       // Links listen on ports of their own: made while the instances' ports are held, so that
       // none of them takes one.
       for (const region of regions) {
-        toPrimary.set(
-          region,
-          await cluster.route({
-            from: region,
-            to: cluster.primaryRegion,
-            port: primaryPort,
-            name: 'app',
-          }),
-        );
+        const link = await cluster.route({
+          from: region,
+          to: cluster.primaryRegion,
+          port: primaryPort,
+          name: 'app',
+        });
+        toPrimary.set(region, link);
+        // Within the primary region there is no link: the port is the instance's own.
+        if (link !== primaryPort) this.links.push(link);
       }
     } finally {
       await held.release();

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../../test/support/http-client.js';
 import { LatencyProxy } from '../testing/link/latency-proxy.js';
-import { type EdgeRoute, LocalEdge, type LocalEdgeOptions, parseFlyReplay } from './edge.js';
+import { type EdgeLinks, LocalEdge, type LocalEdgeOptions, parseFlyReplay } from './edge.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -39,17 +39,27 @@ async function app(
   return { port: (server.address() as AddressInfo).port, seen };
 }
 
-/** Cross-region paths through latency proxies, `oneWayMs` each way. */
-function links(oneWayMs: number): { route: EdgeRoute; proxies: LatencyProxy[] } {
+/** Cross-region paths through latency proxies, `oneWayMs` each way; `proxies` are those open. */
+function links(oneWayMs: number): { links: EdgeLinks; proxies: LatencyProxy[] } {
   const proxies: LatencyProxy[] = [];
-  const route: EdgeRoute = async ({ from, to, port, name }) => {
-    const proxy = new LatencyProxy({ name: `${from}->${to} ${name}`, targetPort: port, oneWayMs });
-    await proxy.listen();
-    proxies.push(proxy);
-    closers.push(() => proxy.close());
-    return proxy.port;
+  const links: EdgeLinks = {
+    async route({ from, to, port, name }) {
+      const proxy = new LatencyProxy({
+        name: `${from}->${to} ${name}`,
+        targetPort: port,
+        oneWayMs,
+      });
+      await proxy.listen();
+      proxies.push(proxy);
+      closers.push(() => proxy.close());
+      return proxy.port;
+    },
+    async unroute(port) {
+      const at = proxies.findIndex((p) => p.port === port);
+      if (at >= 0) await proxies.splice(at, 1)[0]?.close();
+    },
   };
-  return { route, proxies };
+  return { links, proxies };
 }
 
 async function edge(options: LocalEdgeOptions): Promise<LocalEdge> {
@@ -67,8 +77,12 @@ describe('LocalEdge', () => {
   it('sends each entry port to its own region, directly, with forwarding headers', async () => {
     const iad = await app('iad');
     const syd = await app('syd');
-    const { route, proxies } = links(50);
-    const local = await edge({ apps: { iad: { port: iad.port }, syd: { port: syd.port } }, route });
+    const paths = links(50);
+    const { proxies } = paths;
+    const local = await edge({
+      apps: { iad: { port: iad.port }, syd: { port: syd.port } },
+      links: paths.links,
+    });
     const response = await new Client(local.url('syd')).send('POST', '/x?y=1', { json: { a: 1 } });
     expect(response.json()).toMatchObject({
       region: 'syd',
@@ -88,8 +102,12 @@ describe('LocalEdge', () => {
   it('honours fly-replay: re-sends the same request with fly-replay-src to the named region, through the link', async () => {
     const iad = await app('iad');
     const syd = await app('syd', replayToIad);
-    const { route, proxies } = links(50);
-    const local = await edge({ apps: { iad: { port: iad.port }, syd: { port: syd.port } }, route });
+    const paths = links(50);
+    const { proxies } = paths;
+    const local = await edge({
+      apps: { iad: { port: iad.port }, syd: { port: syd.port } },
+      links: paths.links,
+    });
     const started = performance.now();
     const response = await new Client(local.url('syd')).send('PUT', '/posts/1', {
       json: { body: 'hello' },
@@ -113,6 +131,9 @@ describe('LocalEdge', () => {
     expect(proxies.map((p) => p.name)).toEqual(['syd->iad edge']);
     expect(proxies[0]?.stats().roundTrips).toBeGreaterThanOrEqual(1);
     expect(local.stats()).toEqual({ requests: 1, replays: 1, failures: 0, replayCacheHits: 0 });
+    // Closing the edge closes the path it made.
+    await local.close();
+    expect(proxies).toEqual([]);
   });
 
   it('refuses to replay a body over the limit, an unknown region, and endless replays', async () => {

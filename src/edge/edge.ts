@@ -11,22 +11,25 @@ export interface EdgeApp {
   host?: string;
 }
 
-/** A path from region `from` to a TCP port in region `to`: the port to connect to. */
-export type EdgeRoute = (route: {
-  from: string;
-  to: string;
-  port: number;
-  name: string;
-}) => Promise<number>;
+/**
+ * How the edge reaches an app in another region. A `LocalCluster` is one: its paths cross the
+ * latency link between the regions.
+ */
+export interface EdgeLinks {
+  /** A path from region `from` to a TCP port in region `to`: the port to connect to. */
+  route(route: { from: string; to: string; port: number; name: string }): Promise<number>;
+  /** Closes a path `route` made; the edge closes its own when it closes. */
+  unroute(port: number): Promise<unknown>;
+}
 
 export interface LocalEdgeOptions {
   /** Each region's app instance. */
   apps: Readonly<Record<string, EdgeApp>>;
   /**
-   * How the edge in one region reaches an app in another: with a `LocalCluster`,
-   * `(r) => cluster.route(r)` sends it through the latency link. Default: directly.
+   * How the edge in one region reaches an app in another: `links: cluster` (a `LocalCluster`)
+   * sends it through the latency link. Default: directly.
    */
-  route?: EdgeRoute;
+  links?: EdgeLinks;
   /** Entry ports by region (default: free ports). */
   ports?: Readonly<Record<string, number>>;
   /**
@@ -94,13 +97,15 @@ export function parseFlyReplay(value: string): { region?: string; state?: string
  * `fly-replay-src` header is passed on as is: the app must not trust it unless it verifies it.
  *
  * @example
- * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, route: (r) => cluster.route(r) });
+ * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, links: cluster });
  * await fetch(`${edge.url('syd')}/posts`, { method: 'POST', body });
  * await edge.close();
  */
 export class LocalEdge {
   private readonly servers = new Map<string, http.Server>();
   private readonly targets = new Map<string, Promise<number>>();
+  /** Paths this edge made through `links`, closed with it. */
+  private readonly routed: Promise<number>[] = [];
   private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
   private readonly counters: LocalEdgeStats = {
     requests: 0,
@@ -173,6 +178,13 @@ export class LocalEdge {
     this.servers.clear();
     // Like closeAllConnections above: answers still streaming are cut, not waited for.
     await this.agent.destroy();
+    const links = this.options.links;
+    const routed = await Promise.allSettled(this.routed.splice(0));
+    this.targets.clear();
+    // A path that could not be made was reported to the request that asked for it.
+    await Promise.all(
+      routed.flatMap((r) => (r.status === 'fulfilled' && links ? [links.unroute(r.value)] : [])),
+    );
   }
 
   private async listen(region: string, port: number): Promise<void> {
@@ -194,10 +206,11 @@ export class LocalEdge {
     if (!port) {
       const app = this.options.apps[to] as EdgeApp;
       port =
-        from === to || !this.options.route
+        from === to || !this.options.links
           ? Promise.resolve(app.port)
-          : this.options.route({ from, to, port: app.port, name: 'edge' });
+          : this.options.links.route({ from, to, port: app.port, name: 'edge' });
       this.targets.set(key, port);
+      if (from !== to && this.options.links) this.routed.push(port);
     }
     return port;
   }

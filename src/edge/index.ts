@@ -4,9 +4,9 @@
  *
  * @example
  * import { LocalEdge } from 'regional/edge';
- * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, route: (r) => cluster.route(r) });
+ * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, links: cluster });
  * edge.url('syd'); // http://127.0.0.1:…
  */
 
-export type { EdgeApp, EdgeRoute, LocalEdgeOptions, LocalEdgeStats } from './edge.js';
+export type { EdgeApp, EdgeLinks, LocalEdgeOptions, LocalEdgeStats } from './edge.js';
 export { LocalEdge, parseFlyReplay } from './edge.js';

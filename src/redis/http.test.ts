@@ -70,7 +70,7 @@ describeWithRedis(
       }
       edge = await LocalEdge.start({
         apps: { iad: { port: ports.iad as number }, syd: { port: ports.syd as number } },
-        route: (route) => cluster.route(route),
+        links: cluster,
       });
     });
 

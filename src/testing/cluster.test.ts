@@ -201,6 +201,37 @@ describe('LocalCluster', () => {
     await client.end();
   });
 
+  it('a route crosses the link; unroute closes it, its connections, and nothing else', async () => {
+    const iadPort = new URL(cluster.serverUrl('iad')).port;
+    const link = cluster.link('syd', 'iad');
+    const before = link.proxies.length;
+    const port = await cluster.route({ from: 'syd', to: 'iad', port: Number(iadPort), name: 'db' });
+    expect(link.proxies.length).toBe(before + 1);
+    const client = new pg.Client(cluster.serverUrl('iad').replace(`:${iadPort}/`, `:${port}/`));
+    client.on('error', () => {});
+    await client.connect();
+    link.resetStats();
+    await client.query('SELECT 1');
+    expect(link.stats('syd->iad db').roundTrips).toBe(1);
+
+    const ended = new Promise<void>((resolve) => client.once('end', resolve));
+    expect(await cluster.unroute(port)).toBe(true);
+    await ended; // the open connection was closed with it
+    expect(link.proxies.length).toBe(before);
+    await expect(
+      new pg.Client(cluster.serverUrl('iad').replace(`:${iadPort}/`, `:${port}/`)).connect(),
+    ).rejects.toThrow(/ECONNREFUSED/);
+    // Twice, or a port that is no route (here the primary's own), changes nothing.
+    expect(await cluster.unroute(port)).toBe(false);
+    expect(await cluster.unroute(Number(iadPort))).toBe(false);
+    expect(await cluster.route({ from: 'iad', to: 'iad', port: 1234, name: 'same' })).toBe(1234);
+    expect(await cluster.unroute(1234)).toBe(false);
+    // The cluster's own paths still work: replication and the app's path to the primary.
+    const id = await insert('after unroute');
+    await timeUntilVisible('syd', id);
+    expect(link.proxies.length).toBe(before);
+  });
+
   it('a second cluster runs beside the first, on other ports', async () => {
     const second = await LocalCluster.start({
       temporary: true,

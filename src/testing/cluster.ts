@@ -163,6 +163,12 @@ export class RegionLink {
     this.proxies.push(proxy);
     if (this.cutMode) await proxy.cut(this.cutMode);
   }
+
+  /** @internal Takes the proxy off the link (its counters with it); the caller closes it. */
+  remove(proxy: LatencyProxy): void {
+    const at = this.proxies.indexOf(proxy);
+    if (at >= 0) this.proxies.splice(at, 1);
+  }
 }
 
 /**
@@ -182,6 +188,8 @@ export class LocalCluster {
   readonly topology: Topology;
   private readonly servers = new Map<string, PostgresServer>();
   private readonly links = new Map<string, RegionLink>();
+  /** Paths made by `route`, by port: only these does `unroute` close. */
+  private readonly routes = new Map<number, { link: RegionLink; proxy: LatencyProxy }>();
   /** Per replica region: the proxy the app uses and the one replication uses to reach the primary. */
   private readonly primaryProxies = new Map<
     string,
@@ -351,7 +359,29 @@ export class LocalCluster {
     });
     await proxy.listen();
     await link.add(proxy);
+    this.routes.set(proxy.port, { link, proxy });
     return proxy.port;
+  }
+
+  /**
+   * Closes a path made by `route`, with its open connections, and takes it off its link.
+   * Whoever made a path closes it when done (apps restarting would otherwise leave one open
+   * per start until the cluster stops). A port that is no path of this cluster's — such as the
+   * service's own port `route` returns within a region — is left alone.
+   *
+   * @returns whether a path was closed
+   * @example
+   * const port = await cluster.route({ from: 'syd', to: 'iad', port: iadAppPort, name: 'http' });
+   * // ... the syd app talks to iad's through `port`
+   * await cluster.unroute(port);
+   */
+  async unroute(port: number): Promise<boolean> {
+    const route = this.routes.get(port);
+    if (!route) return false;
+    this.routes.delete(port);
+    route.link.remove(route.proxy);
+    await route.proxy.close();
+    return true;
   }
 
   /** Runs one statement on the server in `region` (itself, not through a link) as the superuser. */

@@ -72,7 +72,7 @@ async function deploy(
   }
   const edge = await LocalEdge.start({
     apps: { iad: { port: apps.iad.port }, syd: { port: apps.syd.port } },
-    route: (route) => cluster.route(route),
+    links: cluster,
   });
   return {
     pools,

@@ -92,7 +92,7 @@ async function startDeployment(
   running.edge = await LocalEdge.start({
     apps: running.apps.edgeApps(),
     entries: deployment.entries(cluster),
-    route: (route) => cluster.route(route),
+    links: cluster,
   });
   return running.edge;
 }

@@ -23,10 +23,15 @@ export class LinkProbe {
   private readonly samples = new Map<string, number[]>();
   private readonly loops: Promise<void>[] = [];
   private readonly sockets: net.Socket[] = [];
+  /** The ping paths made on the links, closed by `stop`. */
+  private readonly routes: number[] = [];
   private running = true;
   private from = 0;
 
-  private constructor(private readonly echo: net.Server) {}
+  private constructor(
+    private readonly cluster: LocalCluster,
+    private readonly echo: net.Server,
+  ) {}
 
   static async start(
     cluster: LocalCluster,
@@ -41,7 +46,7 @@ export class LinkProbe {
       echo.once('error', reject);
       echo.listen(0, '127.0.0.1', resolve);
     });
-    const probe = new LinkProbe(echo);
+    const probe = new LinkProbe(cluster, echo);
     const echoPort = (echo.address() as net.AddressInfo).port;
     for (const region of options.from) {
       const port = await cluster.route({
@@ -50,6 +55,7 @@ export class LinkProbe {
         port: echoPort,
         name: 'ping',
       });
+      probe.routes.push(port);
       const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
       socket.on('error', () => {}); // ends the loop below (no answer), reported as missing figures
       probe.sockets.push(socket);
@@ -70,6 +76,7 @@ export class LinkProbe {
     for (const socket of this.sockets) socket.destroy();
     await Promise.all(this.loops);
     await new Promise<void>((resolve) => this.echo.close(() => resolve()));
+    await Promise.all(this.routes.splice(0).map((port) => this.cluster.unroute(port)));
     const medians: Record<string, number> = {};
     for (const [region, values] of this.samples) {
       if (values.length === 0) continue;
