@@ -554,5 +554,34 @@ export function httpBehaviourSuite(
         }
       });
     });
+
+    // Fly.io's replay cache exists only in fly-replay mode.
+    describe('fly-replay mode with primaryOnlyPaths', () => {
+      let cached: Deployment;
+
+      beforeAll(async () => {
+        cached = await deploy(cluster, adapter, 'fly-replay', { primaryOnlyPaths: ['/posts'] });
+      });
+      afterAll(async () => {
+        await cached?.close();
+      });
+
+      it('after the first write there, the edge sends the next ones straight to iad; each GET after still reads its own write in syd', async () => {
+        const client = cached.client();
+        const before = { syd: cached.stats('syd'), edge: cached.edge.stats() };
+        for (let i = 0; i < 5; i++) {
+          const body = `cached replay ${i} ${Math.random()}`;
+          const post = await client.send('POST', '/posts', { json: { body } });
+          expect(post.status, post.text).toBe(303);
+          expectServedBy(post, 'iad');
+          const get = await client.get(post.header('location') as string);
+          expectServedBy(get, 'syd');
+          expect(get.json<{ body: string }>().body).toBe(body);
+        }
+        // Only the first stopped in syd, which answered with fly-replay and the cache headers.
+        expect(cached.stats('syd').replays.write - before.syd.replays.write).toBe(1);
+        expect(cached.edge.stats().replayCacheHits - before.edge.replayCacheHits).toBe(4);
+      });
+    });
   });
 }
