@@ -136,8 +136,8 @@ if (deployment === 'regional') {
   const { services, sources } = regionalServices();
   root.use(
     // Replies are not in primaryOnlyPaths. That would spare each a stop at this instance (about
-    // 1 ms in the demo), but outside iad the instance would then serve only reads, run colder,
-    // and read about 8% slower than iad's: measured in README, "The demo".
+    // 1.3 ms in the demo), but outside iad the instance would then serve only reads and run
+    // colder: reads there came out 1.07-1.20x iad's, against 0.98-1.10x (README, "The demo").
     regional({ sources }),
   );
   root.route('/', forumApp(services));
