@@ -46,6 +46,21 @@ describe('request signatures', () => {
     expect(verifier.verify(header, parts)).toBe('replayed');
   });
 
+  it('gives every signature its own 16-byte nonce, also across batches of random bytes', () => {
+    const keyring = new Keyring(NEW);
+    const verifier = new RequestVerifier(keyring);
+    const nonces = new Set<string>();
+    // Nonces are drawn from batches of 256: 1,000 signatures span several refills.
+    for (let i = 0; i < 1000; i++) {
+      const signature = signRequest(keyring, parts);
+      const nonce = /nonce=([\w-]+)/.exec(signature)?.[1] as string;
+      expect(Buffer.from(nonce, 'base64url')).toHaveLength(16);
+      nonces.add(nonce);
+      expect(verifier.verify(signature, parts)).toBeNull();
+    }
+    expect(nonces.size).toBe(1000);
+  });
+
   it('accepts signatures by a previous secret during rotation', () => {
     const header = signRequest(new Keyring(OLD), parts);
     expect(new RequestVerifier(new Keyring(NEW, [OLD])).verify(header, parts)).toBeNull();

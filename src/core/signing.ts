@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { ConfigError } from './errors.js';
 
 /**
@@ -32,6 +32,25 @@ function keyFor(variable: string, secret: string): SigningKey {
 }
 
 const base64url = (buffer: Buffer) => buffer.toString('base64url');
+
+/**
+ * Random bytes for nonces, drawn a batch at a time (as Node's own `randomUUID` does): one call
+ * into the CSPRNG per 256 nonces instead of one per signature, which on a machine where the
+ * code has gone cold costs about 50 µs each. Every nonce gets bytes no other one had.
+ */
+const NONCE_BYTES = 16;
+const noncePool = Buffer.alloc(NONCE_BYTES * 256);
+let noncePoolOffset = noncePool.length;
+
+function randomNonce(): string {
+  if (noncePoolOffset === noncePool.length) {
+    randomFillSync(noncePool);
+    noncePoolOffset = 0;
+  }
+  const start = noncePoolOffset;
+  noncePoolOffset += NONCE_BYTES;
+  return base64url(noncePool.subarray(start, noncePoolOffset));
+}
 
 /**
  * The current signing key and the previous ones still accepted.
@@ -136,7 +155,7 @@ const canonical = (parts: SignedRequestParts, timestamp: number, nonce: string) 
  */
 export function signRequest(keyring: Keyring, parts: SignedRequestParts, now = Date.now()): string {
   const timestamp = Math.floor(now / 1000);
-  const nonce = base64url(randomBytes(16));
+  const nonce = randomNonce();
   const { keyId, mac } = keyring.sign(canonical(parts, timestamp, nonce));
   return `v1 key=${keyId} ts=${timestamp} nonce=${nonce} body=${parts.body === null ? 'unsigned' : 'signed'} mac=${mac}`;
 }

@@ -26,7 +26,8 @@ export function webView(request: Request, mark?: 'read' | 'write'): RequestView 
 /** What a replay needs of a Web `Request`: its headers and, unread, its body. */
 export function webReplaySource(request: Request, state: RequestState): ReplaySource {
   return {
-    headers: [...request.headers],
+    // Read only in proxy mode, at once: no copy for a fly-replay answer.
+    headers: request.headers,
     body: () =>
       request.body && !request.bodyUsed && hasBody(state.view.header)
         ? Readable.fromWeb(request.body as unknown as NodeReadableStream<Uint8Array>)

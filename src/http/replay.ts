@@ -50,8 +50,9 @@ export function flyReplayAnswer(
  */
 function replayCacheHeaders(settings: HttpSettings, state: RequestState): [string, string][] {
   const pattern = settings.routes.primaryOnlyPattern(state.view.path);
+  if (pattern === undefined) return [];
   const host = state.view.header('host')?.replace(/:\d+$/, '');
-  if (pattern === undefined || !host) return [];
+  if (!host) return [];
   return [
     ['fly-replay-cache', `${host}${pattern}`],
     ['fly-replay-cache-ttl-secs', String(settings.primaryOnlyCacheSeconds)],

@@ -125,7 +125,10 @@ export class NodeExchange {
   private replaySource(): ReplaySource {
     const req = this.req;
     return {
-      headers: Object.entries(req.headers),
+      // Read only in proxy mode: no copy for a fly-replay answer.
+      get headers() {
+        return Object.entries(req.headers);
+      },
       // Late replays (after the handler ran) only happen for requests without a body.
       body: () => (hasBody(this.state.view.header) && !req.readableDidRead ? req : null),
     };
