@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- http`: what Regional's request handling costs per request — `begin` (token,
  * replay marker, route, positions) and `responseHeaders` — in the primary region and in a
- * replica region, for a signed-in reader's GET with a token; back to back, and after the
+ * replica region, for a signed-in reader's GET with a token, and for a POST in the replica
+ * region (`begin` and its fly-replay answer, with a signed marker); back to back, and after the
  * process sat idle for 1, 5 and 20 ms between requests (the demo's apps see a request every
  * few to tens of milliseconds).
  *
@@ -16,7 +17,6 @@ import type { RequestView } from '../src/http/request-state.js';
 import { encodeToken } from '../src/http/token.js';
 import { percentile, printTable, progress, round, writeResults } from './support/report.js';
 
-const REGIONS = ['iad', 'cdg'] as const;
 const GAPS_MS = [0, 1, 5, 20];
 const SAMPLES = 150;
 const ROUNDS = 2;
@@ -28,7 +28,7 @@ const source = (key: string, checksOnRead: boolean): ReplicatedSource => ({
   checksOnRead,
 });
 
-function regionalIn(region: string): { handle: () => Promise<void> } {
+function regionalIn(region: string): { handle: () => Promise<void>; write: () => Promise<void> } {
   const http = new RegionalHttp({
     region,
     primaryRegion: 'iad',
@@ -60,12 +60,20 @@ function regionalIn(region: string): { handle: () => Promise<void> } {
     header: (name) => headers[name],
     https: false,
   };
+  const post: RequestView = { ...view, method: 'POST', path: '/api/topics' };
   return {
     async handle() {
       const state = await http.begin(view);
       if (state.action !== 'run' || state.context.entries().length !== 2)
         throw new Error(`bench: expected to run with the token's positions in ${region}`);
       http.responseHeaders(state);
+    },
+    /** A write arriving in a replica region: its fly-replay answer, with a signed marker. */
+    async write() {
+      const state = await http.begin(post);
+      if (state.action !== 'replay') throw new Error(`bench: expected a replay in ${region}`);
+      const answer = await http.replay(state, { headers: [], body: () => null });
+      if (answer.status !== 409) throw new Error('bench: expected a fly-replay answer');
     },
   };
 }
@@ -98,21 +106,27 @@ async function timed(task: () => Promise<void>, gapMs: number, samples: number):
 }
 
 export async function run(): Promise<void> {
-  const handlers = { iad: regionalIn('iad'), cdg: regionalIn('cdg') };
-  progress('warming up: 20,000 requests per region');
-  for (const region of REGIONS) await timed(handlers[region].handle, 0, 20_000);
+  const iad = regionalIn('iad');
+  const cdg = regionalIn('cdg');
+  const cases = [
+    { region: 'iad', request: 'GET with a token', task: iad.handle },
+    { region: 'cdg', request: 'GET with a token', task: cdg.handle },
+    { region: 'cdg', request: 'POST, answered with fly-replay', task: cdg.write },
+  ] as const;
+  progress('warming up: 20,000 requests per case');
+  for (const { task } of cases) await timed(task, 0, 20_000);
   await timed(reference, 0, 20_000);
 
   const samples = new Map<string, { regional: number[]; reference: number[] }>();
   for (let round = 0; round < ROUNDS; round++) {
-    // Alternate the order per round, so that a drift of the machine does not favour one region.
-    const regions = round % 2 === 0 ? REGIONS : [...REGIONS].reverse();
+    // Alternate the order per round, so that a drift of the machine does not favour one case.
+    const ordered = round % 2 === 0 ? cases : [...cases].reverse();
     for (const gapMs of GAPS_MS) {
       progress(`round ${round + 1}/${ROUNDS}: ${gapMs} ms idle between requests`);
-      for (const region of regions) {
-        const key = `${region} ${gapMs}`;
+      for (const { region, request, task } of ordered) {
+        const key = `${region} ${request} ${gapMs}`;
         const entry = samples.get(key) ?? { regional: [], reference: [] };
-        entry.regional.push(...(await timed(handlers[region].handle, gapMs, SAMPLES)));
+        entry.regional.push(...(await timed(task, gapMs, SAMPLES)));
         entry.reference.push(...(await timed(reference, gapMs, SAMPLES / 3)));
         samples.set(key, entry);
       }
@@ -120,14 +134,15 @@ export async function run(): Promise<void> {
   }
 
   const results = GAPS_MS.flatMap((gapMs) =>
-    REGIONS.map((region) => {
-      const { regional, reference } = samples.get(`${region} ${gapMs}`) as {
+    cases.map(({ region, request }) => {
+      const { regional, reference } = samples.get(`${region} ${request} ${gapMs}`) as {
         regional: number[];
         reference: number[];
       };
       return {
         region,
         role: region === 'iad' ? 'primary' : 'replica',
+        request,
         idleGapMs: gapMs,
         requests: regional.length,
         regionalP50Us: round(percentile(regional, 50), 1),
@@ -136,19 +151,17 @@ export async function run(): Promise<void> {
       };
     }),
   );
-  printTable(
-    "Regional's request handling (begin + response headers) for a GET with a token, no I/O",
-    [
-      ['region', 'idle between requests', 'p50', 'p90', 'reference task p50'],
-      ...results.map((r) => [
-        `${r.region} (${r.role})`,
-        r.idleGapMs === 0 ? 'none' : `${r.idleGapMs} ms`,
-        `${r.regionalP50Us} µs`,
-        `${r.regionalP90Us} µs`,
-        `${r.referenceP50Us} µs`,
-      ]),
-    ],
-  );
+  printTable("Regional's request handling per request, no I/O", [
+    ['region', 'request', 'idle between requests', 'p50', 'p90', 'reference task p50'],
+    ...results.map((r) => [
+      `${r.region} (${r.role})`,
+      r.request,
+      r.idleGapMs === 0 ? 'none' : `${r.idleGapMs} ms`,
+      `${r.regionalP50Us} µs`,
+      `${r.regionalP90Us} µs`,
+      `${r.referenceP50Us} µs`,
+    ]),
+  ]);
   writeResults('http', {
     generatedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, node: process.version },
