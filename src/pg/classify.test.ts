@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifySql, inspectSql } from './classify.js';
+import { classifySql, inspectSql, PRIMARY_FUNCTIONS } from './classify.js';
 
 describe('classifySql', () => {
   it.each([
@@ -50,6 +50,50 @@ describe('classifySql', () => {
     'COPY posts TO STDOUT',
   ])('write: %s', (sql) => {
     expect(classifySql(sql)).toBe('write');
+  });
+
+  // Quoted and commented forms of a call are still calls: in a replica region they would
+  // otherwise take the lock on the replica.
+  it.each([
+    'SELECT "pg_advisory_lock"(1)',
+    'SELECT pg_catalog."pg_advisory_lock"(1)',
+    'SELECT "pg_catalog"."pg_advisory_lock"(1)',
+    'SELECT pg_advisory_lock /* why */ (1)',
+    'SELECT pg_advisory_lock /* nested /* comment */ */ (1)',
+    'SELECT pg_advisory_lock -- c\n(1)',
+    'SELECT "pg_advisory_lock" -- c\n /* d */ (1)',
+    'SELECT "nextval"(\'posts_id_seq\')',
+    'SELECT * FROM "pg_try_advisory_lock"(1)',
+    // Case-sensitive, so another (user-defined) function, but conservatively a write.
+    'SELECT "PG_ADVISORY_LOCK"(1)',
+    'SELECT "Pg_Advisory_Lock" (1)',
+    // A Unicode-escaped name may spell anything: conservatively a write when called.
+    'SELECT U&"pg_advisory_lo\\0063k"(1)',
+  ])('write (quoted or commented call): %s', (sql) => {
+    expect(classifySql(sql)).toBe('write');
+  });
+
+  it.each([
+    ...[...PRIMARY_FUNCTIONS].map((name) => `SELECT "${name}"(1)`),
+    ...[...PRIMARY_FUNCTIONS].map((name) => `SELECT pg_catalog."${name}"(1)`),
+    ...[...PRIMARY_FUNCTIONS].map((name) => `SELECT ${name} /* c */ (1)`),
+    ...[...PRIMARY_FUNCTIONS].map((name) => `SELECT ${name} -- c\n(1)`),
+  ])('every primary function, quoted or commented: %s', (sql) => {
+    expect(classifySql(sql)).toBe('write');
+  });
+
+  it.each([
+    // Quoted names are names, never keywords.
+    'SELECT "insert", "for", "update" FROM t',
+    'SELECT * FROM "for" "update"',
+    'SELECT "into" FROM t',
+    // A quoted name that is not a call, or a call of another function.
+    'SELECT "pg_advisory_lock" FROM t',
+    'SELECT "pg_advisory_lock" /* ( */ FROM t',
+    'SELECT "my""function"(1)',
+    'SELECT pg_advisory_lock_status -- (\n FROM t',
+  ])('read (quoted names): %s', (sql) => {
+    expect(classifySql(sql)).toBe('read');
   });
 
   it('recognises transaction control and read-only transactions', () => {

@@ -27,7 +27,7 @@ const READ_STARTS = new Set(['select', 'values', 'table', 'show', 'with', 'expla
 const WRITING_KEYWORDS = new Set(['insert', 'update', 'delete', 'merge']);
 const LOCK_AFTER_FOR = new Set(['update', 'share', 'no', 'key']);
 // Functions that write, or whose effect only makes sense on the primary.
-const PRIMARY_FUNCTIONS = new Set([
+export const PRIMARY_FUNCTIONS: ReadonlySet<string> = new Set([
   'nextval',
   'setval',
   'pg_notify',
@@ -52,33 +52,28 @@ const PRIMARY_FUNCTIONS = new Set([
 ]);
 
 interface Token {
+  /** An unquoted word, lower-cased as Postgres folds it; '' for a quoted name (never a keyword). */
   word: string;
+  /**
+   * The name the token spells: the lower-cased word, or a quoted name's exact text (`""`
+   * unescaped; `null` for a `U&"…"` name, whose escapes could spell anything).
+   */
+  name: string | null;
   depth: number;
-  /** The next significant character after the word (to spot function calls). */
+  /** The next significant character after the token, past whitespace and comments (to spot calls). */
   next: string;
 }
 
-/** Splits SQL into statements of lower-cased words, skipping strings, quoted names and comments. */
-function tokenize(sql: string): Token[][] {
-  const statements: Token[][] = [[]];
-  let depth = 0;
-  let i = 0;
+/** The index of the first character at or after `i` that is neither whitespace nor in a comment. */
+function skipBlank(sql: string, i: number): number {
   const n = sql.length;
-  const current = () => statements[statements.length - 1] as Token[];
   while (i < n) {
     const c = sql.charCodeAt(i);
-    // whitespace
-    if (c === 32 || (c >= 9 && c <= 13)) {
-      i++;
-      continue;
-    }
-    const ch = sql[i] as string;
-    if (ch === '-' && sql[i + 1] === '-') {
+    if (c === 32 || (c >= 9 && c <= 13)) i++;
+    else if (c === 45 /* - */ && sql.charCodeAt(i + 1) === 45) {
       const end = sql.indexOf('\n', i);
       i = end === -1 ? n : end + 1;
-      continue;
-    }
-    if (ch === '/' && sql[i + 1] === '*') {
+    } else if (c === 47 /* / */ && sql.charCodeAt(i + 1) === 42 /* * */) {
       let nest = 1;
       i += 2;
       while (i < n && nest > 0) {
@@ -90,8 +85,22 @@ function tokenize(sql: string): Token[][] {
           i += 2;
         } else i++;
       }
-      continue;
-    }
+    } else break;
+  }
+  return i;
+}
+
+/** Splits SQL into statements of tokens (words and quoted names), skipping strings and comments. */
+function tokenize(sql: string): Token[][] {
+  const statements: Token[][] = [[]];
+  let depth = 0;
+  let i = 0;
+  const n = sql.length;
+  const current = () => statements[statements.length - 1] as Token[];
+  while (i < n) {
+    i = skipBlank(sql, i);
+    if (i >= n) break;
+    const ch = sql[i] as string;
     if (ch === "'") {
       // E'…' strings allow backslash escapes; the E was consumed as a word, check it.
       const previous = current()[current().length - 1];
@@ -110,14 +119,18 @@ function tokenize(sql: string): Token[][] {
       continue;
     }
     if (ch === '"') {
-      i++;
+      // A quoted name: case-sensitive, and a name even when it spells a keyword.
+      const unicode = sql[i - 1] === '&' && /u/i.test(sql[i - 2] ?? '');
+      const start = ++i;
       while (i < n) {
         if (sql[i] === '"') {
           if (sql[i + 1] === '"') i += 2;
           else break;
         } else i++;
       }
+      const name = unicode ? null : sql.slice(start, i).replaceAll('""', '"');
       i++;
+      current().push({ word: '', name, depth, next: sql[skipBlank(sql, i)] ?? '' });
       continue;
     }
     if (ch === '$') {
@@ -152,15 +165,24 @@ function tokenize(sql: string): Token[][] {
     if (/[A-Za-z_\u0080-\uffff]/.test(ch)) {
       const start = i;
       while (i < n && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[i] as string)) i++;
-      let j = i;
-      while (j < n && /\s/.test(sql[j] as string)) j++;
-      current().push({ word: sql.slice(start, i).toLowerCase(), depth, next: sql[j] ?? '' });
+      const word = sql.slice(start, i).toLowerCase();
+      current().push({ word, name: word, depth, next: sql[skipBlank(sql, i)] ?? '' });
       continue;
     }
     i++;
   }
   if (current().length === 0) statements.pop();
   return statements;
+}
+
+/**
+ * Whether a call of `name` needs the primary. Conservative about quoted names: `"PG_ADVISORY_LOCK"`
+ * is case-sensitive, so a user's own function rather than the built-in, and a `U&"…"` name is
+ * not decoded; both still go to the primary, which runs any statement correctly, while a lock
+ * taken on a replica would silently lock nothing the primary knows about.
+ */
+function callNeedsPrimary(name: string | null): boolean {
+  return name === null || PRIMARY_FUNCTIONS.has(name.toLowerCase());
 }
 
 function classifyStatement(tokens: Token[]): Omit<StatementInfo, 'statements'> {
@@ -195,7 +217,7 @@ function classifyStatement(tokens: Token[]): Omit<StatementInfo, 'statements'> {
     if (token.word === 'for' && LOCK_AFTER_FOR.has(tokens[i + 1]?.word ?? ''))
       return { kind: 'write' };
     if (token.word === 'into' && token.depth === 0 && first !== 'explain') return { kind: 'write' };
-    if (token.next === '(' && PRIMARY_FUNCTIONS.has(token.word)) return { kind: 'write' };
+    if (token.next === '(' && callNeedsPrimary(token.name)) return { kind: 'write' };
   }
   return { kind: 'read' };
 }

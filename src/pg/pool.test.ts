@@ -198,6 +198,36 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
     expect(pool.stats().readOnlyRetries).toBe(2);
   });
 
+  it('a quoted or commented advisory lock call is taken on the primary, not on the replica', async () => {
+    // One connection per server, so the session lock can be released on the one holding it.
+    const pool = sydPool({ pool: { max: 1 } });
+    const heldOn = async (region: 'iad' | 'syd') =>
+      (
+        await cluster.query<{ n: number }>(
+          region,
+          "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+        )
+      ).rows[0]?.n;
+    for (const sql of [
+      'SELECT "pg_advisory_lock"(4242)',
+      'SELECT pg_catalog."pg_advisory_lock"(4242)',
+      'SELECT pg_advisory_lock /* why */ (4242)',
+      'SELECT pg_advisory_lock -- c\n(4242)',
+    ]) {
+      await pool.query(sql);
+      expect({ sql, primary: await heldOn('iad'), replica: await heldOn('syd') }).toEqual({
+        sql,
+        primary: 1,
+        replica: 0,
+      });
+      const { rows } = await pool.query<{ released: boolean }>(
+        'SELECT "pg_advisory_unlock" /* same session */ (4242) AS released',
+      );
+      expect(rows[0]?.released).toBe(true);
+      expect(await heldOn('iad')).toBe(0);
+    }
+  });
+
   it('{ await: false } records nothing, so the next read does not wait', async () => {
     const pool = sydPool();
     await withContext(async () => {
