@@ -32,6 +32,34 @@ const appsIn = (dir: string) =>
     .split('\n')
     .filter((line) => line.includes(`dev-app.ts ${dir}`));
 
+/** Waits until `out.stdout` holds `marker`; fails if the command exits first. */
+async function until(
+  child: ChildProcessWithoutNullStreams,
+  out: { stdout: string; stderr: string },
+  marker: string,
+) {
+  while (!out.stdout.includes(marker)) {
+    if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * The cluster's password, from the full URLs `--json` prints (for scripts) on a first start in
+ * `dir`; later starts in `dir` use the same one.
+ */
+async function passwordOf(dir: string, extra: string[] = []): Promise<string> {
+  const child = run(['dev', '--json', '--dir', dir, '--regions', 'iad,syd', ...extra]);
+  const { out, exit } = collect(child);
+  await until(child, out, '\n');
+  const ready = JSON.parse(out.stdout) as { regions: { syd: { databaseUrl: string } } };
+  child.kill('SIGINT');
+  expect(await exit).toBe(0);
+  const password = decodeURIComponent(new URL(ready.regions.syd.databaseUrl).password);
+  expect(password.length).toBeGreaterThan(8);
+  return password;
+}
+
 const serversIn = (dir: string) =>
   execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
     .split('\n')
@@ -81,17 +109,18 @@ describe('regional dev', () => {
     expect(serversIn(dir)).toEqual([]);
   });
 
-  it('prints the ready table: region, role, URLs and measured lag', async () => {
+  it('prints the ready table: region, role, URLs (passwords hidden) and measured lag', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
     dirs.push(dir);
+    const password = await passwordOf(dir);
     const child = run(['dev', '--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=20']);
     const { out, exit } = collect(child);
-    while (!out.stdout.includes('Ctrl-C')) {
-      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
-      await sleep(50);
-    }
+    await until(child, out, 'Ctrl-C');
     expect(out.stdout).toMatch(/region\s+role\s+primary URL/);
-    expect(out.stdout).toMatch(/syd\s+replica\s+postgres:\/\/\S+\s+postgres:\/\/\S+\s+\d+ ms/);
+    expect(out.stdout).toMatch(
+      /syd\s+replica\s+postgres:\/\/regional:\*\*\*@\S+\s+postgres:\/\/regional:\*\*\*@\S+\s+\d+ ms/,
+    );
+    expect(out.stdout).not.toContain(password);
     child.kill('SIGTERM');
     expect(await exit).toBe(0);
     expect(serversIn(dir)).toEqual([]);
@@ -154,15 +183,15 @@ describeWithRedis('regional dev --redis', () => {
   it('prints Redis URLs per region and stops every Redis server on SIGINT', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-cluster-cli-'));
     dirs.push(dir);
+    const password = await passwordOf(dir, ['--redis']);
     const child = run(['dev', '--redis', '--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=20']);
     const { out, exit } = collect(child);
-    while (!out.stdout.includes('Ctrl-C')) {
-      if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
-      await sleep(50);
-    }
+    await until(child, out, 'Ctrl-C');
     expect(out.stdout).toMatch(/REDIS_URL \(primary, from this region\)/);
-    expect(out.stdout).toMatch(/syd\s+redis:\/\/\S+\s+redis:\/\/\S+\s+redis:\/\/\S+/);
-    expect(out.stdout).toMatch(/iad\s+redis:\/\/\S+\s+-\s+redis:\/\/\S+/);
+    const hidden = 'redis:\\/\\/:\\*\\*\\*@\\S+';
+    expect(out.stdout).toMatch(new RegExp(`syd\\s+${hidden}\\s+${hidden}\\s+${hidden}`));
+    expect(out.stdout).toMatch(new RegExp(`iad\\s+${hidden}\\s+-\\s+${hidden}`));
+    expect(out.stdout).not.toContain(password);
     const redisPids = () => redisServersIn(dir);
     expect(redisPids()).toHaveLength(4);
     child.kill('SIGINT');

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { redactUrl } from '../core/config.js';
 import { LocalApps } from '../edge/apps.js';
 import { LocalEdge } from '../edge/edge.js';
 import type { ReplayMode } from '../http/settings.js';
@@ -110,6 +111,8 @@ export async function dev(options: DevOptions): Promise<void> {
     progress(`ready in ${seconds}s; Ctrl-C stops`);
     return;
   }
+  // The table is for people (and their terminal's scrollback): passwords hidden. `--json`, for
+  // scripts that connect, keeps the full URLs.
   const lag = await cluster.measureLag();
   const rows = [['region', 'role', 'primary URL (from this region)', 'replica URL', 'replica lag']];
   for (const r of cluster.regions) {
@@ -117,8 +120,8 @@ export async function dev(options: DevOptions): Promise<void> {
     rows.push([
       r.region,
       r.role,
-      r.databaseUrl,
-      r.replicaUrl ?? '-',
+      redactUrl(r.databaseUrl),
+      r.replicaUrl ? redactUrl(r.replicaUrl) : '-',
       r.role === 'primary'
         ? '-'
         : regionLag === null || regionLag === undefined
@@ -133,9 +136,9 @@ export async function dev(options: DevOptions): Promise<void> {
     if (!r.redis) continue;
     redisRows.push([
       r.region,
-      r.redis.redisUrl,
-      r.redis.redisReplicaUrl ?? '-',
-      r.redis.redisCacheUrl,
+      redactUrl(r.redis.redisUrl),
+      r.redis.redisReplicaUrl ? redactUrl(r.redis.redisReplicaUrl) : '-',
+      redactUrl(r.redis.redisCacheUrl),
     ]);
   }
   const { regions } = cluster.topology;

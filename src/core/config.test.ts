@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { configError } from '../../test/support/errors.js';
-import { loadConfig } from './config.js';
+import { loadConfig, parseServiceUrl, redactUrl } from './config.js';
 
 const primary = 'postgres://app:secret@db.internal:5432/app';
 const replica = 'postgres://app:secret@127.0.0.1:6432/app';
@@ -129,5 +129,50 @@ describe('loadConfig', () => {
       loadConfig({}, { DATABASE_URL: 'mysql://user:hunter2@host/db' }),
     );
     expect(error.message).not.toContain('hunter2');
+  });
+});
+
+describe('redactUrl', () => {
+  it.each([
+    ['postgres://app:s3cret@db:5432/app', 'postgres://app:***@db:5432/app'],
+    [
+      'postgres://app@db:5432/app?password=s3cret&sslmode=require',
+      'postgres://app@db:5432/app?password=***&sslmode=require',
+    ],
+    [
+      'postgres://app@db/app?sslpassword=s3cret&pass=s3cret&PWD=s3cret&application_name=passenger',
+      'postgres://app@db/app?sslpassword=***&pass=***&PWD=***&application_name=passenger',
+    ],
+    ['redis://:s3cret@cache:6379/0', 'redis://:***@cache:6379/0'],
+    ['postgres://db:5432/app', 'postgres://db:5432/app'],
+    // Not URLs: shown, but with whatever could be a password hidden.
+    ['postgres://app:s3cret@db:5432:x/app', 'postgres://app:***@db:5432:x/app'],
+    ['postgres://app:s3c@ret@db:5432,db2:5432/app', 'postgres://app:***@db:5432,db2:5432/app'],
+    ['postgres://app:s3cret@db:x/app?password=s3cret', 'postgres://app:***@db:x/app?password=***'],
+    ['redis://s3cret@cache:x', 'redis://***@cache:x'],
+    ['postgres:app:s3cret@db/app', 'postgres:app:***@db/app'],
+    ['host=db user=app password=s3cret dbname=app', 'host=db user=app password=*** dbname=app'],
+    ["host=db password='s3 cret' dbname=app", 'host=db password=*** dbname=app'],
+    ['not a url', 'not a url'],
+  ])('%s → %s', (url, redacted) => {
+    expect(redactUrl(url)).toBe(redacted);
+  });
+});
+
+describe('parseServiceUrl', () => {
+  const kind = { protocols: ['postgres:'], name: 'Postgres', example: 'postgres://host/db' };
+
+  it.each([
+    'postgres://app:s3cret@db:5432:x/app',
+    'postgres://app@db:5432:x/app?password=s3cret&sslmode=require',
+    'postgres://db:5432:x/app?password=s3cret',
+    'mysql://app@db/app?password=s3cret',
+    'postgres:app:s3cret@db/app',
+    'host=db user=app password=s3cret dbname=app',
+  ])('never quotes the password of %s', (value) => {
+    const error = configError(() => parseServiceUrl('DATABASE_URL', value, kind));
+    expect(error.variable).toBe('DATABASE_URL');
+    expect(error.message).toMatch(/not a (Postgres )?URL|names no host/);
+    expect(error.message).not.toContain('s3cret');
   });
 });

@@ -63,15 +63,54 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 const FLY_REPLICA_PORT = '5433';
 
-/** Hides the password of a URL for messages. */
+/**
+ * `name=value` parameters whose value is a secret: `password`, `sslpassword`, `pass`, `pwd`, and
+ * anything else naming a pass(word), secret or token. Matched in a URL's query and, for values
+ * that are not URLs, anywhere (libpq's `host=… password=…` form); a quoted value is one value.
+ */
+const SECRET_PARAMETER =
+  /([\w.%-]*(?:pass|pwd|secret|token)[\w.%-]*)(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&;#\s]*)/gi;
+
+const hideSecretParameters = (text: string): string => text.replace(SECRET_PARAMETER, '$1$2***');
+
+/**
+ * A URL for messages and output: the password of its userinfo and password-like parameters
+ * (`?password=…`, `sslpassword`, `pass`, …) become `***`. A value that is not a URL is never
+ * shown as given: everything between `scheme://user:` and the last `@` (where a password would
+ * be) is hidden too, the whole userinfo where it has no `:`.
+ *
+ * @example
+ * redactUrl('postgres://app:s3cret@db:5432/app?sslpassword=k3y'); // 'postgres://app:***@db:5432/app?sslpassword=***'
+ */
 export function redactUrl(url: string): string {
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
+    parsed = new URL(url);
   } catch {
-    return '(unparseable)';
+    return hideSecretParameters(redactUserinfo(url));
   }
+  // Without `//` (`postgres:user:pw@host`) the URL parses with no host and no password field.
+  if (!parsed.host) return hideSecretParameters(redactUserinfo(url));
+  const search = hideSecretParameters(parsed.search);
+  const hash = hideSecretParameters(parsed.hash);
+  // Nothing to hide: the URL as given (`new URL` would normalise it, e.g. add a trailing `/`).
+  if (!parsed.password && search === parsed.search && hash === parsed.hash) return url;
+  if (parsed.password) parsed.password = '***';
+  parsed.search = search;
+  parsed.hash = hash;
+  return parsed.toString();
+}
+
+/** Hides what could be a password in the userinfo of text that does not parse as a URL. */
+function redactUserinfo(text: string): string {
+  const at = text.lastIndexOf('@');
+  if (at === -1) return text;
+  const slashes = text.indexOf('//');
+  const start = slashes !== -1 && slashes < at ? slashes + 2 : text.indexOf(':') + 1;
+  const colon = text.indexOf(':', start);
+  // No `:` in the userinfo: some clients take a lone userinfo as the password (`redis://s3cret@host`).
+  const end = colon !== -1 && colon < at ? colon + 1 : start;
+  return `${text.slice(0, end)}***${text.slice(at)}`;
 }
 
 /** A kind of URL: the protocols it may use, its name and an example, for error messages. */
@@ -82,6 +121,8 @@ export interface UrlKind {
   name: string;
   example: string;
 }
+
+const shorten = (text: string): string => (text.length > 80 ? `${text.slice(0, 80)}…` : text);
 
 /**
  * Parses a service URL, naming `variable` in errors (never the password).
@@ -96,7 +137,7 @@ export function parseServiceUrl(variable: string, value: string, kind: UrlKind):
   } catch {
     throw new ConfigError(
       variable,
-      `"${value.length > 80 ? `${value.slice(0, 80)}…` : value}" is not a URL; expected ${kind.example}`,
+      `"${shorten(redactUrl(value))}" is not a URL; expected ${kind.example}`,
     );
   }
   if (!kind.protocols.includes(url.protocol)) {

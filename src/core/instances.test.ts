@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { configError } from '../../test/support/errors.js';
 import { ConfigError } from './errors.js';
 import { RegionInstances } from './instances.js';
 
@@ -55,5 +56,18 @@ describe('RegionInstances', () => {
     expect(() => new RegionInstances('not a url', { variable: 'REGIONAL_PRIMARY_URL' })).toThrow(
       /is not a URL/,
     );
+  });
+
+  it('never quotes a password in its errors', () => {
+    for (const url of [
+      'http://app:s3cret@iad.app.internal:x',
+      'ftp://app:s3cret@iad.app.internal',
+    ]) {
+      const error = configError(
+        () => new RegionInstances(url, { variable: 'REGIONAL_PRIMARY_URL' }),
+      );
+      expect(error.message).toMatch(/^REGIONAL_PRIMARY_URL: .*app:\*\*\*@iad/);
+      expect(error.message).not.toContain('s3cret');
+    }
   });
 });

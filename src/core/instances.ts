@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { type Dispatcher, Pool } from 'undici';
+import { redactUrl } from './config.js';
 import { ConfigError } from './errors.js';
 
 /**
@@ -85,11 +86,11 @@ export class RegionInstances {
     } catch {
       throw new ConfigError(
         this.variable,
-        `"${url}" is not a URL; expected e.g. http://iad.my-app.internal:8080`,
+        `"${redactUrl(url)}" is not a URL; expected e.g. http://iad.my-app.internal:8080`,
       );
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      throw new ConfigError(this.variable, `${url} must start with http:// or https://`);
+      throw new ConfigError(this.variable, `${redactUrl(url)} must start with http:// or https://`);
     }
     this.url = parsed;
     this.options = {

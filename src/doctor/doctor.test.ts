@@ -5,9 +5,10 @@ import { serveWeb } from '../../test/support/web-server.js';
 import { Keyring } from '../core/signing.js';
 import { pingHandler } from '../health/ping.js';
 import { LocalCluster } from '../testing/cluster.js';
+import { freePort } from '../testing/ports.js';
 import { runDoctor } from './index.js';
 
-const SECRET = 's'.repeat(48);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
 let cluster: LocalCluster;
 let iadInstance: Awaited<ReturnType<typeof serveWeb>>;
 let strangerInstance: Awaited<ReturnType<typeof serveWeb>>;
@@ -22,7 +23,10 @@ beforeAll(async () => {
   // The primary-region instance mounts the signed ping; a second one was given another secret.
   iadInstance = await serveWeb(pingHandler({ keyring: new Keyring(SECRET), region: 'iad' }));
   strangerInstance = await serveWeb(
-    pingHandler({ keyring: new Keyring('x'.repeat(48)), region: 'iad' }),
+    pingHandler({
+      keyring: new Keyring('289f3b097007a46452ac56eea0a4634b134254c24a923eb373e5716181b09be6'),
+      region: 'iad',
+    }),
   );
   const port = await cluster.route({
     from: 'syd',
@@ -45,6 +49,21 @@ const sydEnv = (extra: Record<string, string | undefined> = {}) => ({
   REGIONAL_PRIMARY_URL: primaryUrlFromSyd,
   ...extra,
 });
+
+/** Runs `regional doctor` with only `env` (and PATH), as a user would. */
+const runCli = (env: Record<string, string | undefined>, args: string[] = []) =>
+  new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const child = spawn(
+      process.execPath,
+      [path.resolve(import.meta.dirname, '../../bin/regional.js'), 'doctor', ...args],
+      {
+        env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv,
+      },
+    );
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.on('exit', (code) => resolve({ code, stdout }));
+  });
 
 const failures = async (env: Record<string, string | undefined>, peers: string[] = []) =>
   (await runDoctor({ env, peers })).findings.filter((f) => f.level === 'fail');
@@ -93,28 +112,43 @@ describe('regional doctor', () => {
   });
 
   it('exits 1 with a message per problem, and 0 when healthy', async () => {
-    const run = (env: Record<string, string | undefined>) =>
-      new Promise<{ code: number | null; stdout: string }>((resolve) => {
-        const child = spawn(
-          process.execPath,
-          [path.resolve(import.meta.dirname, '../../bin/regional.js'), 'doctor'],
-          {
-            env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv,
-          },
-        );
-        let stdout = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.on('exit', (code) => resolve({ code, stdout }));
-      });
-    const healthy = await run(sydEnv());
+    const healthy = await runCli(sydEnv());
     expect(healthy).toMatchObject({ code: 0 });
     expect(healthy.stdout).toMatch(/No problems found\./);
-    const broken = await run(
+    const broken = await runCli(
       sydEnv({ REGIONAL_SECRET: 'tooshort', DATABASE_REPLICA_URL: cluster.serverUrl('iad') }),
     );
     expect(broken.code).toBe(1);
     expect(broken.stdout).toMatch(/✗ secret: .*\n\s+→ Set the same random REGIONAL_SECRET/);
     expect(broken.stdout).toMatch(/✗ replica: /);
     expect(broken.stdout).toMatch(/3 problems found\./);
+  });
+
+  it('never prints a password: not from a query parameter, a peer URL, or a URL that does not parse', async () => {
+    const closed = await freePort();
+    const secrets = ['QueryS3cret', 'SslS3cret', 'UserinfoS3cret', 'PeerS3cret', 'Unparseable'];
+    const inQuery = await runCli(
+      sydEnv({
+        DATABASE_URL: `postgres://regional:UserinfoS3cret@127.0.0.1:${closed}/app?password=QueryS3cret`,
+        DATABASE_REPLICA_URL: `postgres://regional@127.0.0.1:${closed}/app?sslpassword=SslS3cret&sslmode=disable`,
+      }),
+      ['--peer', `http://app:PeerS3cret@127.0.0.1:${closed}`],
+    );
+    expect(inQuery.code).toBe(1);
+    expect(inQuery.stdout).toMatch(/cannot reach DATABASE_URL \(.*password=\*\*\*/);
+    expect(inQuery.stdout).toMatch(/cannot reach DATABASE_REPLICA_URL \(.*sslpassword=\*\*\*/);
+    expect(inQuery.stdout).toMatch(/peer http:\/\/app:\*\*\*@127\.0\.0\.1/);
+    const unparseable = await runCli(
+      sydEnv({ DATABASE_URL: `postgres://regional:Unparseable@127.0.0.1:${closed}:x/app` }),
+    );
+    expect(unparseable.code).toBe(1);
+    expect(unparseable.stdout).toMatch(/✗ configuration: DATABASE_URL: .* is not a URL/);
+    const asJson = await runCli(
+      sydEnv({ DATABASE_URL: `postgres://regional:Unparseable@127.0.0.1:${closed}:x/app` }),
+      ['--json'],
+    );
+    for (const output of [inQuery.stdout, unparseable.stdout, asJson.stdout]) {
+      for (const secret of secrets) expect(output).not.toContain(secret);
+    }
   });
 });

@@ -103,7 +103,7 @@ async function timeToReplay(url: string, target: string, boundMs: number): Promi
 }
 
 const secretFix =
-  'Set the same random REGIONAL_SECRET of at least 32 characters on every instance (e.g. `openssl rand -hex 32`).';
+  'Set the same random REGIONAL_SECRET on every instance, made with `openssl rand -hex 32` (at least 32 characters and 128 bits of estimated entropy: no repeats or runs).';
 
 /** Runs every check; `problems` counts the failures (warnings are not problems). */
 export async function runDoctor(
@@ -269,9 +269,11 @@ export async function runDoctor(
     ...(options.peers ?? []),
   ];
   for (const peer of peers) {
+    // A peer URL may carry credentials (http://user:password@host); findings never show them.
+    const check = `peer ${redactUrl(peer)}`;
     if (!keyring) {
       add({
-        check: `peer ${peer}`,
+        check,
         level: 'fail',
         message: 'cannot ping without REGIONAL_SECRET',
         fix: secretFix,
@@ -283,13 +285,13 @@ export async function runDoctor(
       add(
         result.status === 401
           ? {
-              check: `peer ${peer}`,
+              check,
               level: 'fail',
               message: `refused our signed ping (${result.reason}): that instance does not share this REGIONAL_SECRET`,
               fix: 'Give every region the same REGIONAL_SECRET (during a rotation, the old one as REGIONAL_SECRET_PREVIOUS).',
             }
           : {
-              check: `peer ${peer}`,
+              check,
               level: 'fail',
               message: `cannot ping it: ${result.status ? `HTTP ${result.status}: ` : ''}${result.reason}`,
               fix: 'Check the URL and that the instance runs and mounts Regional.',
@@ -301,13 +303,13 @@ export async function runDoctor(
     add(
       Math.abs(skew) > maxSkewMs
         ? {
-            check: `peer ${peer}`,
+            check,
             level: 'fail',
             message: `answers (region ${result.answer.region}) but its clock is ${Math.abs(skew)} ms off ours`,
             fix: 'Synchronise clocks (NTP) on every instance.',
           }
         : {
-            check: `peer ${peer}`,
+            check,
             level: 'ok',
             message: `region ${result.answer.region} shares the secret (key ${result.answer.keyId}); ${result.rttMs} ms round trip, clocks within ${Math.abs(skew)} ms`,
           },

@@ -94,6 +94,11 @@ describe('loadRedisConfig', () => {
   it('never prints a password in an error', () => {
     const error = configError(() => loadRedisConfig({}, { REDIS_URL: 'http://:hunter2@x' }));
     expect(error.message).not.toContain('hunter2');
+    for (const url of ['redis://:hunter2@cache:x', 'redis://cache:6379:x?password=hunter2']) {
+      const unparseable = configError(() => loadRedisConfig({}, { REDIS_URL: url }));
+      expect(unparseable.message).toMatch(/^REDIS_URL: .* is not a URL/);
+      expect(unparseable.message).not.toContain('hunter2');
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
+import { redactUrl } from '../core/config.js';
 import { currentContext } from '../core/context.js';
 import { ConfigError } from '../core/errors.js';
 import { RegionInstances, type RegionInstancesOptions } from '../core/instances.js';
@@ -494,7 +495,7 @@ export class Procedures {
     }
     target = {
       region,
-      label: `${url.variable}=${url.url}`,
+      label: `${url.variable}=${redactUrl(url.url)}`,
       instances: new RegionInstances(url.url, { ...this.instanceOptions, variable: url.variable }),
     };
     this.targets.set(region, target);
