@@ -32,7 +32,7 @@ function regionalIn(region: string): { handle: () => Promise<void>; write: () =>
   const http = new RegionalHttp({
     region,
     primaryRegion: 'iad',
-    secret: 'bench-secret-0123456789abcdef0123456789',
+    secret: '1054f7c72280a734960860374c376be9b5521617ba6940a8e1e2cf78be1d6f98',
     mode: 'fly-replay',
     sources: [source('pg:7301', true), source('redis:primary', false)],
     primaryOnlyPaths: ['/api/topics/*/posts'],

@@ -13,7 +13,7 @@ import { findPostgresBinaries } from '../src/testing/postgres/binaries.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
-const SECRET = 'x'.repeat(64);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
 
 /** Every source file of the project, to check that a variable is really read somewhere. */
 const sources = (() => {

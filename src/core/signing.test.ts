@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { configError } from '../../test/support/errors.js';
 import { ConfigError } from './errors.js';
-import { Keyring, RequestVerifier, signRequest } from './signing.js';
+import { estimateSecretBits, Keyring, RequestVerifier, signRequest } from './signing.js';
 
-const OLD = 'o'.repeat(40);
-const NEW = 'n'.repeat(40);
+const OLD = '3dda22f6dc98abb9d1fcca3bc32f168a7818511ca76465d4e27f8806ea699c16';
+const NEW = '3e7951667567aa1f0c050ff067f426642c4b03f9c0fc35e1dab7aaa47a646837';
 const parts = { method: 'POST', path: '/_regional/rpc/createPost', body: '{"title":"hi"}' };
 
 describe('Keyring', () => {
@@ -21,7 +23,7 @@ describe('Keyring', () => {
     expect(Keyring.fromEnv({})).toBeNull();
     const keyring = Keyring.fromEnv({
       REGIONAL_SECRET: NEW,
-      REGIONAL_SECRET_PREVIOUS: `${OLD}, ${'p'.repeat(32)}`,
+      REGIONAL_SECRET_PREVIOUS: `${OLD}, ${randomBytes(32).toString('base64')}`,
     });
     expect(keyring?.keyIds).toHaveLength(3);
   });
@@ -34,6 +36,48 @@ describe('Keyring', () => {
     expect(() => Keyring.fromEnv({ REGIONAL_SECRET: NEW, REGIONAL_SECRET_PREVIOUS: 'x' })).toThrow(
       /REGIONAL_SECRET_PREVIOUS/,
     );
+  });
+
+  // Every client receives tokens signed with the secret: a guessable one can be found offline.
+  const weak = [
+    'a'.repeat(32),
+    'abcd'.repeat(8),
+    '0123456789abcdef'.repeat(2),
+    'password'.repeat(4),
+    'abcdefghijklmnopqrstuvwxyz012345',
+    `${randomBytes(8).toString('hex')}${'x'.repeat(48)}`, // 64 bits of randomness, then a run
+    `${randomBytes(6).toString('hex')}`.repeat(4),
+  ];
+
+  it.each(weak)('refuses a predictable secret without printing it: %s', (secret) => {
+    expect(estimateSecretBits(secret)).toBeLessThan(128);
+    for (const [build, variable] of [
+      [() => Keyring.fromEnv({ REGIONAL_SECRET: secret }), 'REGIONAL_SECRET'],
+      [
+        () => Keyring.fromEnv({ REGIONAL_SECRET: NEW, REGIONAL_SECRET_PREVIOUS: secret }),
+        'REGIONAL_SECRET_PREVIOUS',
+      ],
+      // As the `secret` option of the middleware and of procedures makes it.
+      [() => new Keyring(secret, [], { current: 'secret', previous: 'secret' }), 'secret'],
+    ] as const) {
+      const error = configError(build);
+      expect(error.variable).toBe(variable);
+      expect(error.message).toMatch(/too predictable .* at least 128 .*`openssl rand -hex 32`/);
+      expect(error.message).not.toContain(secret);
+      expect(error.message).not.toContain(secret.slice(0, 8));
+    }
+  });
+
+  it.each([
+    ['openssl rand -hex 32', () => randomBytes(32).toString('hex')],
+    ['openssl rand -base64 32', () => randomBytes(32).toString('base64')],
+    ['randomBytes(32).toString("base64url")', () => randomBytes(32).toString('base64url')],
+  ])('accepts every secret made by %s (10,000 samples)', (_, generate) => {
+    for (let i = 0; i < 10_000; i++) {
+      const secret = generate();
+      if (estimateSecretBits(secret) < 128) throw new Error(`refused ${secret}`);
+    }
+    expect(() => new Keyring(generate())).not.toThrow();
   });
 });
 

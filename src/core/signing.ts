@@ -14,17 +14,65 @@ import { ConfigError } from './errors.js';
 /** Shortest accepted secret, in characters. `openssl rand -hex 32` gives 64. */
 export const MIN_SECRET_LENGTH = 32;
 
+/** Least estimated entropy of an accepted secret, in bits (see {@link estimateSecretBits}). */
+export const MIN_SECRET_BITS = 128;
+
 export interface SigningKey {
   /** Names the key without revealing it: the first 8 hex digits of a hash of the secret. */
   readonly id: string;
   readonly secret: Buffer;
 }
 
+const HOW_TO_GENERATE =
+  'generate one with `openssl rand -hex 32` (or `openssl rand -base64 32`) and set the same on every instance';
+
+/**
+ * A cautious estimate of a secret's entropy, in bits: the number of characters that are not
+ * predictable from the ones before times the Shannon entropy of the secret's character
+ * distribution (what each costs to guess for someone who knows which characters it uses and
+ * how often). A character is predictable when it continues an arithmetic run of character
+ * codes (`aaa`, `abc`, `987`) or ends a 4-character sequence seen earlier in the secret (a
+ * repeat, of any period). Random output scores a little under its real size (`openssl rand
+ * -hex 32`: ~240 of 256 bits, never seen below 200; `-base64 32`: ~210, never below 175), so
+ * 16 random bytes (exactly 128 bits) are usually refused; `'abcd'.repeat(8)` scores 8 and
+ * `'0123456789abcdef'.repeat(2)` 24. Text such as a passphrase can score above its real
+ * entropy: this catches weak patterns, it does not prove strength.
+ */
+export function estimateSecretBits(secret: string): number {
+  const chars = Array.from(secret);
+  const counts = new Map<string, number>();
+  for (const c of chars) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let bitsPerChar = 0;
+  for (const count of counts.values()) {
+    const p = count / chars.length;
+    bitsPerChar -= p * Math.log2(p);
+  }
+  const code = (i: number) => chars[i]?.codePointAt(0) ?? 0;
+  const seen = new Set<string>();
+  let unpredictable = 0;
+  for (let i = 0; i < chars.length; i++) {
+    const run = i >= 2 && code(i) - code(i - 1) === code(i - 1) - code(i - 2);
+    const gram = i >= 3 ? chars.slice(i - 3, i + 1).join('') : null;
+    const repeat = gram !== null && seen.has(gram);
+    if (gram !== null) seen.add(gram);
+    if (!run && !repeat) unpredictable++;
+  }
+  return unpredictable * bitsPerChar;
+}
+
 function keyFor(variable: string, secret: string): SigningKey {
+  // Never quote the secret: only its length, and an estimate of its strength.
   if (secret.length < MIN_SECRET_LENGTH) {
     throw new ConfigError(
       variable,
-      `is ${secret.length} characters; use at least ${MIN_SECRET_LENGTH} random characters (e.g. \`openssl rand -hex 32\`)`,
+      `is ${secret.length} characters; use at least ${MIN_SECRET_LENGTH} random characters: ${HOW_TO_GENERATE}`,
+    );
+  }
+  const bits = estimateSecretBits(secret);
+  if (bits < MIN_SECRET_BITS) {
+    throw new ConfigError(
+      variable,
+      `is too predictable (about ${Math.floor(bits)} bits of entropy by an estimate that counts repeats and runs once; at least ${MIN_SECRET_BITS} needed): every client receives tokens signed with it, so a weak one can be guessed offline; ${HOW_TO_GENERATE}`,
     );
   }
   const id = createHash('sha256').update(`regional-key-id\0${secret}`).digest('hex').slice(0, 8);
@@ -123,6 +171,17 @@ export class Keyring {
 /** Header that carries a request signature. */
 export const SIGNATURE_HEADER = 'x-regional-signature';
 
+/**
+ * Header that carries the SHA-256 (lowercase hex) of a request's body, which the signature
+ * covers (sign with `body: { sha256 }`): the receiver checks the signature from the headers
+ * alone, before reading any of the body, then checks the body against this digest.
+ */
+export const BODY_DIGEST_HEADER = 'x-regional-body-sha256';
+
+/** The SHA-256 of `body` in lowercase hex, as {@link BODY_DIGEST_HEADER} carries it. */
+export const sha256Hex = (body: string | Uint8Array): string =>
+  createHash('sha256').update(body).digest('hex');
+
 /** What a request signature covers. */
 export interface SignedRequestParts {
   method: string;
@@ -140,7 +199,7 @@ const UNSIGNED_BODY = 'UNSIGNED-BODY';
 function bodyDigest(body: SignedRequestParts['body']): string {
   if (body === null) return UNSIGNED_BODY;
   if (typeof body === 'object' && !Buffer.isBuffer(body)) return body.sha256;
-  return createHash('sha256').update(body).digest('hex');
+  return sha256Hex(body);
 }
 
 const canonical = (parts: SignedRequestParts, timestamp: number, nonce: string) =>

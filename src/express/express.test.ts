@@ -56,7 +56,7 @@ describe('Express mounting order', () => {
       region: 'syd',
       mode: 'proxy',
       primaryUrl: 'http://127.0.0.1:1',
-      secret: 'k'.repeat(40),
+      secret: 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce',
       onWarning: () => {},
     });
     server.use(middleware);

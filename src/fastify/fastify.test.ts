@@ -58,7 +58,7 @@ describe('Fastify route marking', () => {
       primaryRegion: 'iad',
       region: 'syd',
       mode: 'fly-replay',
-      secret: 'k'.repeat(40),
+      secret: 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce',
       onWarning: () => {},
     });
     server.get('/logout', { config: { regional: 'write' } }, async () => ({ ran: 'syd' }));

@@ -7,7 +7,7 @@ import { RegionalHttp } from './regional-http.js';
 import type { RequestView } from './request-state.js';
 import { decodeToken, encodeToken } from './token.js';
 
-const SECRET = 'k'.repeat(40);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
 const keyring = new Keyring(SECRET);
 
 function view(headers: Record<string, string> = {}, method = 'GET', path = '/'): RequestView {
@@ -212,6 +212,21 @@ describe('fly-replay answers', () => {
         await send(inSyd({ primaryOnlyCacheSeconds: 300 }), 'PUT', '/api/topics/1/posts')
       ).headers.get('fly-replay-cache-ttl-secs'),
     ).toBe('300');
+  });
+
+  it("never put a client's Host header in the cache pattern unless it is a plain host name", async () => {
+    const http = inSyd();
+    const cacheFor = async (host: string) => {
+      const state = await http.begin(view({ host }, 'POST', '/api/topics/7/posts'));
+      expect(state.action).toBe('replay');
+      const answer = await http.replay(state, { headers: [], body: () => null });
+      expect(answer.status).toBe(409);
+      return answer.headers.find(([name]) => name === 'fly-replay-cache')?.[1];
+    };
+    // `*` in the host would make the pattern cover every host; runs of `*` slow the matching.
+    for (const host of ['*', '*.*', 'forum*.test', `${'*'.repeat(40)}x`, 'a b', 'forum.test/x'])
+      expect(await cacheFor(host)).toBeUndefined();
+    expect(await cacheFor('Forum.Test:443')).toBe('forum.test/api/topics/*/posts');
   });
 
   it('refuse a primaryOnlyPaths pattern Fly.io could not use, and a lifetime under its minimum', () => {

@@ -4,7 +4,10 @@ import { cookieSettings, readCookie, tokenCookie } from './cookie.js';
 import { RouteRules } from './routes.js';
 import { decodeToken, encodeToken } from './token.js';
 
-const SECRET = 'k'.repeat(40);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
+const OTHER = '289f3b097007a46452ac56eea0a4634b134254c24a923eb373e5716181b09be6';
+const PREVIOUS = 'f069e1bbe605606e66cb2b32b04c6b1ca9bcbd23ea22b4fd2ba6c8d4e98d73e1';
+const STRANGER = '2766e756029735ce10f045035e826200d6580e5d85658e84c35a53147d826399';
 const keyring = new Keyring(SECRET);
 const positions: [string, bigint][] = [
   ['pg:7301234567890', 0x16b374d848n],
@@ -28,9 +31,9 @@ describe('consistency tokens', () => {
   });
 
   it('are verified once per process: a known one skips the HMAC but still expires', () => {
-    const ring = new Keyring('v'.repeat(40));
+    const ring = new Keyring(OTHER);
     // Same secret, another keyring: what another region's instance signs.
-    const elsewhere = new Keyring('v'.repeat(40));
+    const elsewhere = new Keyring(OTHER);
     const verify = vi.spyOn(ring, 'verify');
     const token = encodeToken(elsewhere, positions, 600);
     expect(decodeToken(ring, token)).toEqual({ positions });
@@ -62,7 +65,7 @@ describe('consistency tokens', () => {
     const bigger = payloadOf({ p: [['pg:7301234567890', '999999999999']], x: 9e9 });
     expect(decodeToken(keyring, `t1.${bigger}.${keyId}.${mac}`)).toEqual({ failure: 'forged' });
     expect(decodeToken(keyring, `${token.slice(0, -2)}AA`)).toEqual({ failure: 'forged' });
-    const other = encodeToken(new Keyring('o'.repeat(40)), positions, 600);
+    const other = encodeToken(new Keyring(STRANGER), positions, 600);
     expect(decodeToken(keyring, other)).toEqual({ failure: 'unknown-key' });
     for (const bad of [
       '',
@@ -99,8 +102,8 @@ describe('consistency tokens', () => {
   });
 
   it('signed before a secret rotation are still honoured', () => {
-    const token = encodeToken(new Keyring('p'.repeat(40)), positions, 600);
-    expect(decodeToken(new Keyring(SECRET, ['p'.repeat(40)]), token)).toEqual({ positions });
+    const token = encodeToken(new Keyring(PREVIOUS), positions, 600);
+    expect(decodeToken(new Keyring(SECRET, [PREVIOUS]), token)).toEqual({ positions });
   });
 });
 

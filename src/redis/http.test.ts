@@ -10,7 +10,7 @@ import { LocalCluster } from '../testing/cluster.js';
 import { loadRedisConfig } from './config.js';
 import { SharedStore } from './store.js';
 
-const SECRET = 'r'.repeat(64);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
 
 /**
  * A POST that writes Redis in syd, then a GET in syd carrying the token: the token holds the

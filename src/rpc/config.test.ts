@@ -5,7 +5,7 @@ import { RegionalPool } from '../pg/pool.js';
 import { loadRpcConfig } from './config.js';
 import { Procedures } from './procedures.js';
 
-const SECRET = 'k'.repeat(64);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
 const DB = 'postgres://app:pw@127.0.0.1:1/app';
 const multi = (region: string) =>
   loadConfig({ primaryRegion: 'iad', region, databaseUrl: DB, replicaUrl: null });

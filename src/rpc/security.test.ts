@@ -1,12 +1,22 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Keyring, SIGNATURE_HEADER, signRequest } from '../core/signing.js';
+import {
+  BODY_DIGEST_HEADER,
+  Keyring,
+  RequestVerifier,
+  SIGNATURE_HEADER,
+  sha256Hex,
+  signRequest,
+} from '../core/signing.js';
 import type { LocalCluster } from '../testing/cluster.js';
 import { encodeValue } from './codec.js';
 import { ProtocolVersionError } from './errors.js';
 import type { Procedures } from './procedures.js';
+import { CallServer } from './server.js';
 import { type App, type AppOptions, SECRET, startApp, startCluster } from './test-support/apps.js';
 
 // 20 ms each way between iad (primary) and syd.
@@ -72,9 +82,14 @@ async function send(
   return { status: response.statusCode, json: text ? JSON.parse(text) : {} };
 }
 
-const signed = (body: string, signer = keyring, now = Date.now(), path = PATH) => ({
-  [SIGNATURE_HEADER]: signRequest(signer, { method: 'POST', path, body }, now),
-});
+/** A caller's headers: the body's SHA-256, and a signature over it. */
+const signed = (body: string, signer = keyring, now = Date.now(), path = PATH) => {
+  const sha256 = sha256Hex(body);
+  return {
+    [BODY_DIGEST_HEADER]: sha256,
+    [SIGNATURE_HEADER]: signRequest(signer, { method: 'POST', path, body: { sha256 } }, now),
+  };
+};
 
 /** Asserts a refusal with `status` (and reason) that ran nothing. */
 async function expectRefused(
@@ -117,14 +132,40 @@ describe('who may call (from syd, through the link)', () => {
 
   it('forged signatures get 401 and run nothing', async () => {
     const body = envelope();
-    const header = signed(body)[SIGNATURE_HEADER];
+    const headers = signed(body);
+    const header = headers[SIGNATURE_HEADER];
     const mac = header.slice(header.indexOf('mac=') + 4);
     const forged = header.replace(mac, randomBytes(32).toString('base64url'));
-    await expectRefused(send(body, { [SIGNATURE_HEADER]: forged }), 401, 'bad-mac');
-    // A real signature over another body:
-    await expectRefused(send(envelope(), { [SIGNATURE_HEADER]: header }), 401, 'bad-mac');
+    await expectRefused(send(body, { ...headers, [SIGNATURE_HEADER]: forged }), 401, 'bad-mac');
+    // A real signature over another body, sent with this body's digest:
+    const other = envelope();
+    await expectRefused(
+      send(other, { ...signed(body), [BODY_DIGEST_HEADER]: sha256Hex(other) }),
+      401,
+      'bad-mac',
+    );
     await expectRefused(send(body, {}), 401, 'missing');
-    await expectRefused(send(body, { [SIGNATURE_HEADER]: 'v1 nonsense' }), 401, 'malformed');
+    await expectRefused(
+      send(body, { ...headers, [SIGNATURE_HEADER]: 'v1 nonsense' }),
+      401,
+      'malformed',
+    );
+    // A signature without the digest it covers:
+    await expectRefused(
+      send(body, { [SIGNATURE_HEADER]: signed(body)[SIGNATURE_HEADER] }),
+      401,
+      'body-digest-missing',
+    );
+  });
+
+  it('a correctly signed digest with another body gets 400 and runs nothing', async () => {
+    const body = envelope();
+    const tampered = body.replace(/note-/, 'evil-');
+    const before = { runs, notes: await notes() };
+    const { status, json } = await send(tampered, signed(body));
+    expect(status).toBe(400);
+    expect(json.error?.code).toBe('REGIONAL_BODY_MISMATCH');
+    expect({ runs, notes: await notes() }).toEqual(before);
   });
 
   it('expired signatures get 401 and run nothing', async () => {
@@ -163,10 +204,11 @@ describe('who may call (from syd, through the link)', () => {
     const big = envelope({ input: encodeValue({ body: 'x'.repeat(MAX_BODY) }, 'input') });
     await expectRefused(send(big, signed(big)), 413);
     // Streamed without a length: counted as it arrives.
+    const half = 'x'.repeat(MAX_BODY / 2);
     async function* chunks() {
-      for (let i = 0; i < 4; i++) yield Buffer.from('x'.repeat(MAX_BODY / 2));
+      for (let i = 0; i < 4; i++) yield Buffer.from(half);
     }
-    await expectRefused(send(chunks(), {}), 413);
+    await expectRefused(send(chunks(), signed(half.repeat(4))), 413);
   });
 
   it('the handler stops reading a body once it is over the limit', async () => {
@@ -183,6 +225,7 @@ describe('who may call (from syd, through the link)', () => {
       new Request(`http://iad.internal${PATH}`, {
         method: 'POST',
         body: stream,
+        headers: signed('the 1 MiB body'),
         duplex: 'half',
       } as RequestInit),
     );
@@ -234,6 +277,120 @@ describe('who may call (from syd, through the link)', () => {
     const other = await request(`http://127.0.0.1:${iad.port}/_regional/other`);
     expect(other.statusCode).toBe(404);
     await other.body.dump();
+  });
+});
+
+describe('the body is read only after the signature is checked', () => {
+  /**
+   * A raw call that declares a `length`-byte body but sends its headers and only the first
+   * bytes of it, as a slow (or hostile) client does; `answered` resolves with the status once
+   * one arrives, and how many body bytes had been sent by then.
+   */
+  function slowCall(port: number, headers: Record<string, string>, length: number) {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {}); // the server closes while the body is unsent
+    const head = Object.entries({
+      host: 'iad.internal',
+      'content-type': 'application/json',
+      'content-length': String(length),
+      ...headers,
+    })
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+    socket.write(`POST ${PATH} HTTP/1.1\r\n${head}\r\n`);
+    let sent = 0;
+    const write = (bytes: Buffer) => {
+      sent += bytes.length;
+      socket.write(bytes);
+    };
+    write(Buffer.from('{"v":1,'));
+    let text = '';
+    const answered = new Promise<{ status: number; reason?: string; bodySent: number } | null>(
+      (resolve) => {
+        socket.on('data', (data) => {
+          text += data;
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(text)?.[1];
+          const reason = /"reason":"([^"]*)"/.exec(text)?.[1];
+          if (status && reason) resolve({ status: Number(status), reason, bodySent: sent });
+        });
+        socket.on('close', () => resolve(null));
+      },
+    );
+    return {
+      answered,
+      sendRest: () => write(Buffer.alloc(length - sent, 0x20)),
+      close: () => socket.destroy(),
+    };
+  }
+
+  it('64 unsigned or forged calls declaring 1 MiB bodies sent slowly get 401 before their bodies arrive', async () => {
+    const server = await app('iad', { listen: true }); // the default limit, 1 MiB
+    const sockets: net.Socket[] = [];
+    server.server?.on('connection', (socket) => sockets.push(socket));
+    const declared = 1024 * 1024;
+    const stranger = new Keyring(randomBytes(32).toString('hex'));
+    const calls = Array.from({ length: 64 }, (_, i) =>
+      slowCall(server.port, i % 2 ? signed('a body never sent', stranger) : {}, declared),
+    );
+    try {
+      // Every call has sent a few bytes of its body. Once all are answered (or after 5 s, when
+      // the server waits for the bodies), the unanswered ones send the rest, so the test ends.
+      const early = await Promise.all(
+        calls.map((call) => Promise.race([call.answered, sleep(5000).then(() => null)])),
+      );
+      for (const [i, answer] of early.entries()) if (!answer) calls[i]?.sendRest();
+      expect(early).toEqual(
+        calls.map((_, i) => ({
+          status: 401,
+          reason: i % 2 ? 'unknown-key' : 'missing',
+          bodySent: '{"v":1,'.length,
+        })),
+      );
+      // Nothing like a body was read: well under a kilobyte per call, headers included.
+      const read = sockets.reduce((sum, socket) => sum + socket.bytesRead, 0);
+      expect(read).toBeLessThan(64 * 1024);
+      expect(server.procedures.stats().refused).toEqual({ 401: 64 });
+    } finally {
+      for (const call of calls) call.close();
+    }
+  });
+
+  it('a signed body that does not arrive within the read deadline gets 408', async () => {
+    const server = new CallServer(
+      {
+        basePath: '/_regional',
+        maxBodyBytes: MAX_BODY,
+        retentionMs: 86_400_000,
+        debug: false,
+        protocol: { min: 1, max: 1 },
+        verifier: new RequestVerifier(keyring),
+        bodyTimeoutMs: 50,
+      },
+      {
+        region: 'iad',
+        has: () => true,
+        runProcedure: () => Promise.reject(new Error('must not run')),
+        runStatement: null,
+        sourceKey: async () => 'pg:1',
+        refused: () => {},
+      },
+    );
+    const headers = signed(envelope());
+    // Bounded, so a server without a deadline fails the test rather than hanging it.
+    const answer = await Promise.race([
+      sleep(5000).then(() => null),
+      server.handle({
+        method: 'POST',
+        path: PATH,
+        header: (name) => headers[name as keyof typeof headers] ?? null,
+        body: (async function* () {
+          yield Buffer.from('{"v":1,');
+          await new Promise(() => {}); // the rest never comes
+        })(),
+      }),
+    ]);
+    expect(answer?.status).toBe(408);
+    expect(JSON.parse(answer?.body ?? '{}').error.code).toBe('REGIONAL_BODY_TIMEOUT');
   });
 });
 

@@ -1,6 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { withContext } from '../core/context.js';
-import { type RequestVerifier, SIGNATURE_HEADER } from '../core/signing.js';
+import {
+  BODY_DIGEST_HEADER,
+  type RequestVerifier,
+  SIGNATURE_HEADER,
+  sha256Hex,
+} from '../core/signing.js';
 import {
   CONTENT_TYPE,
   envelopeVersion,
@@ -58,7 +63,12 @@ export interface CallServerOptions {
   protocol: VersionRange;
   /** `null` without a secret: every call is refused (503). */
   verifier: RequestVerifier | null;
+  /** Longest a signed call's body may take to arrive, in ms (default {@link BODY_TIMEOUT_MS}). */
+  bodyTimeoutMs?: number;
 }
+
+/** Default read deadline for a call's body: generous for a 1 MiB body across the world. */
+export const BODY_TIMEOUT_MS = 10_000;
 
 /** A refusal: answered with `status` and a Regional error code, nothing ran. */
 class Refusal {
@@ -86,21 +96,40 @@ export function toWireError(error: unknown, debug: boolean): WireError {
   };
 }
 
-/** Reads at most `limit` bytes; `null` as soon as the body is larger (the rest is not read). */
-async function readLimited(
+/**
+ * Reads a body of at most `limit` bytes within `timeoutMs`. Stops reading (and stops the source:
+ * a Node stream is destroyed, a web stream cancelled) as soon as it is larger or late.
+ */
+async function readBody(
   body: AsyncIterable<Uint8Array> | null,
   limit: number,
-): Promise<Buffer | null> {
+  timeoutMs: number,
+): Promise<Buffer | 'too-large' | 'timeout'> {
   if (!body) return Buffer.alloc(0);
+  const iterator = body[Symbol.asyncIterator]();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > limit) return null;
-    chunks.push(chunk);
+  try {
+    for (;;) {
+      const next = await Promise.race([iterator.next(), late]);
+      if (next === 'timeout') return 'timeout';
+      if (next.done) return Buffer.concat(chunks);
+      size += next.value.byteLength;
+      if (size > limit) return 'too-large';
+      chunks.push(next.value);
+    }
+  } finally {
+    clearTimeout(timer);
+    iterator.return?.()?.catch(() => {});
   }
-  return Buffer.concat(chunks);
 }
+
+const hasBody = (call: IncomingCall) =>
+  Number(call.header('content-length') ?? 0) > 0 || call.header('transfer-encoding') !== null;
 
 const PROCEDURE_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -108,7 +137,8 @@ const PROCEDURE_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 export const isProcedureName = (name: string) => PROCEDURE_NAME.test(name);
 
 /**
- * The instance side of procedure calls and forwarded statements: size limit, signature,
+ * The instance side of procedure calls and forwarded statements: declared size, signature (from
+ * the headers, over the body's digest), then the body (size limit, read deadline, digest),
  * protocol version, region, age, then the call. Anything refused runs nothing.
  */
 export class CallServer {
@@ -132,25 +162,32 @@ export class CallServer {
   /** Answers `call`, or `null` if its path is not ours. */
   async handle(call: IncomingCall): Promise<OutgoingAnswer | null> {
     if (!this.owns(call.path)) return null;
+    const state = { bodyRead: false };
     try {
-      return await this.serve(call);
+      return await this.serve(call, state);
     } catch (error) {
       if (error instanceof Refusal) {
         this.executor.refused(error.status);
-        return this.answer(error.status, {
-          error: {
-            name: 'CallRefusedError',
-            message: error.message,
-            code: error.code,
-            ...(error.reason ? { reason: error.reason } : {}),
+        return this.answer(
+          error.status,
+          {
+            error: {
+              name: 'CallRefusedError',
+              message: error.message,
+              code: error.code,
+              ...(error.reason ? { reason: error.reason } : {}),
+            },
           },
-        });
+          undefined,
+          // A body refused unread (or partly read): close rather than wait for the rest of it.
+          !state.bodyRead && hasBody(call),
+        );
       }
       return this.answer(500, { error: toWireError(error, this.options.debug) });
     }
   }
 
-  private async serve(call: IncomingCall): Promise<OutgoingAnswer> {
+  private async serve(call: IncomingCall, state: { bodyRead: boolean }): Promise<OutgoingAnswer> {
     const { verifier, maxBodyBytes, protocol } = this.options;
     if (!verifier) {
       throw new Refusal(
@@ -163,13 +200,23 @@ export class CallServer {
       throw new Refusal(405, 'REGIONAL_METHOD', 'Calls are POST requests.');
     const declared = Number(call.header('content-length') ?? Number.NaN);
     if (declared > maxBodyBytes) throw this.tooLarge();
-    const body = await readLimited(call.body, maxBodyBytes);
-    if (!body) throw this.tooLarge();
 
-    const failure = verifier.verify(call.header(SIGNATURE_HEADER), {
+    // The signature first, from the headers alone: it covers the body's digest, so nothing of
+    // an unsigned (or forged, stale, replayed) call's body is read or held.
+    const signature = call.header(SIGNATURE_HEADER);
+    const digest = call.header(BODY_DIGEST_HEADER)?.trim() ?? null;
+    if (signature && digest === null) {
+      throw new Refusal(
+        401,
+        'REGIONAL_UNAUTHORIZED',
+        `The call has no ${BODY_DIGEST_HEADER} header: send the SHA-256 of the body (lowercase hex) in it, and sign over it.`,
+        'body-digest-missing',
+      );
+    }
+    const failure = verifier.verify(signature, {
       method: call.method,
       path: call.path,
-      body,
+      body: { sha256: digest ?? '' },
     });
     if (failure) {
       throw new Refusal(
@@ -177,6 +224,28 @@ export class CallServer {
         'REGIONAL_UNAUTHORIZED',
         'The call is not signed with an accepted REGIONAL_SECRET, or its signature is stale or was used before.',
         failure,
+      );
+    }
+
+    const body = await readBody(
+      call.body,
+      maxBodyBytes,
+      this.options.bodyTimeoutMs ?? BODY_TIMEOUT_MS,
+    );
+    if (body === 'too-large') throw this.tooLarge();
+    if (body === 'timeout') {
+      throw new Refusal(
+        408,
+        'REGIONAL_BODY_TIMEOUT',
+        `The call's body did not arrive within ${this.options.bodyTimeoutMs ?? BODY_TIMEOUT_MS} ms.`,
+      );
+    }
+    state.bodyRead = true;
+    if (sha256Hex(body) !== digest) {
+      throw new Refusal(
+        400,
+        'REGIONAL_BODY_MISMATCH',
+        `The call's body does not match the SHA-256 its signature covers (${BODY_DIGEST_HEADER}): it was changed on the way, or the caller signed another body.`,
       );
     }
 
@@ -272,6 +341,7 @@ export class CallServer {
     status: number,
     payload: Record<string, unknown>,
     version = this.options.protocol.max,
+    close = false,
   ): OutgoingAnswer {
     return {
       status,
@@ -279,8 +349,8 @@ export class CallServer {
         'content-type': CONTENT_TYPE,
         'cache-control': 'no-store',
         [VERSIONS_HEADER]: `${this.options.protocol.min}-${this.options.protocol.max}`,
-        // A refused body may not have been read to its end: don't reuse the connection.
-        ...(status === 413 ? { connection: 'close' } : {}),
+        // A body not read to its end: don't reuse the connection.
+        ...(close ? { connection: 'close' } : {}),
       },
       body: JSON.stringify({ v: version, ...payload }),
     };

@@ -2,7 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { RegionalError } from '../core/errors.js';
 import { isConnectionError, type RegionInstances } from '../core/instances.js';
-import { type Keyring, SIGNATURE_HEADER, signRequest } from '../core/signing.js';
+import {
+  BODY_DIGEST_HEADER,
+  type Keyring,
+  SIGNATURE_HEADER,
+  sha256Hex,
+  signRequest,
+} from '../core/signing.js';
 import {
   CallRefusedError,
   InstancesUnreachableError,
@@ -150,6 +156,9 @@ export class Transport {
         await sleep(Math.min(1000, 50 * 2 ** (attempt - 1)));
       }
       const body = call.encode(version);
+      // The signature covers the body through its digest, so the instance can check the
+      // signature before it reads the body.
+      const sha256 = sha256Hex(body);
       let answer: Answer;
       try {
         const response = await target.instances.request(
@@ -158,10 +167,11 @@ export class Transport {
             path: call.path,
             headers: {
               'content-type': CONTENT_TYPE,
+              [BODY_DIGEST_HEADER]: sha256,
               [SIGNATURE_HEADER]: signRequest(this.keyring, {
                 method: 'POST',
                 path: call.path,
-                body,
+                body: { sha256 },
               }),
             },
             body,

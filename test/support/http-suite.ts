@@ -18,8 +18,8 @@ import { Client, type ClientResponse } from './http-client.js';
 
 /** 50 ms each way between iad and syd. */
 const RTT_MS = 100;
-const SECRET = 's'.repeat(64);
-const OTHER_SECRET = 'o'.repeat(64);
+const SECRET = 'e469510d32bf70170f9f515aab060069cedc4684b2b41a80e30c7b419bc96dce';
+const OTHER_SECRET = '289f3b097007a46452ac56eea0a4634b134254c24a923eb373e5716181b09be6';
 /** Generous, so that a GET after a write is answered in syd even on a loaded machine. */
 const MAX_WAIT_MS = 2000;
 /** How many clients run the POST-then-GET sequences at once. */
