@@ -15,10 +15,12 @@ export class ConsistencyContext {
   /** True once a position advanced in this context (a write, or a token that moved it). */
   advanced = false;
   /**
-   * Called before a write is sent to the primary. The HTTP layer sets it to replay a read
-   * request that turns out to write; throwing here stops the write.
+   * Called before a write is sent to the primary; `remote` when the write runs in the primary
+   * region by itself (a procedure). The HTTP layer sets it to replay a read request that turns
+   * out to write — or, for a remote write, only to refuse it once the response has started
+   * (its token could no longer reach the client); throwing here stops the write.
    */
-  beforeWrite: (() => void) | undefined;
+  beforeWrite: ((remote: boolean) => void) | undefined;
   /**
    * Called when a read in this context gives up on the local replica (it stayed behind past
    * the bound, or could not be asked), just before the read goes to the primary instead. The
@@ -32,6 +34,12 @@ export class ConsistencyContext {
    * promise whether it is waited on before the handler or by the handler's first read.
    */
   maxWaitMs: number | undefined;
+  /**
+   * Reads served by the primary record the primary's position here even where no replica
+   * reads follow in this process: the HTTP layer sets it for a request replayed from a replica
+   * region, whose client reads that region's replica next and must see no less.
+   */
+  recordsReads = false;
   /**
    * Writes made in a detached context (see {@link detached}) are fire-and-forget: their
    * positions are not recorded and they never make a read request replay.
@@ -49,12 +57,13 @@ export class ConsistencyContext {
   /**
    * Called by every part just before it sends a write to the primary. A write whose position
    * will be recorded (`awaitReplication`, outside a detached context) first passes
-   * `beforeWrite` (which may stop it); a fire-and-forget one does not. Returns whether to
-   * record the write's position.
+   * `beforeWrite` (which may stop it); a fire-and-forget one does not. `remote`: the write
+   * travels to the primary region and runs there (a procedure), so replaying the request for
+   * it gains nothing. Returns whether to record the write's position.
    */
-  startWrite(awaitReplication = true): boolean {
+  startWrite(awaitReplication = true, options?: { remote?: boolean }): boolean {
     if (this.detached || !awaitReplication) return false;
-    this.beforeWrite?.();
+    this.beforeWrite?.(options?.remote === true);
     return true;
   }
 

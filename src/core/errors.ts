@@ -1,8 +1,31 @@
 /**
+ * The HTTP status that fits an error a client can act on by retrying: 503 when something is
+ * unavailable for now, 504 when an answer did not come in time. Keyed by code, so an error that
+ * travelled from another region (a procedure's) gets the same status as the original.
+ */
+const STATUS_BY_CODE: Readonly<Record<string, number>> = {
+  REGIONAL_PRIMARY_UNAVAILABLE: 503,
+  REGIONAL_REPLICA_UNAVAILABLE: 503,
+  REGIONAL_REPLICATION_TIMEOUT: 503,
+  REGIONAL_INSTANCES_UNREACHABLE: 503,
+  REGIONAL_REDIS_PRIMARY_UNAVAILABLE: 503,
+  REGIONAL_QUERY_TIMEOUT: 504,
+  REGIONAL_REPLAY_TIMEOUT: 504,
+};
+
+/**
  * Regional's own errors. Each has a stable `code` so callers (and the HTTP layer) can react
- * without matching messages.
+ * without matching messages. Messages are for logs: they may name hosts and causes, so the HTTP
+ * adapters answer clients with a message of their own.
  */
 export class RegionalError extends Error {
+  /**
+   * The HTTP status a server should answer with when this error ends a request: 503 or 504 for
+   * failures worth retrying, `undefined` for the rest (a bug or a configuration to fix, where
+   * the app's own error handling decides). Express's and Fastify's default error handlers read it.
+   */
+  readonly status: number | undefined;
+
   constructor(
     readonly code: string,
     message: string,
@@ -10,6 +33,7 @@ export class RegionalError extends Error {
   ) {
     super(message, options);
     this.name = 'RegionalError';
+    this.status = STATUS_BY_CODE[code];
   }
 }
 
@@ -50,5 +74,50 @@ export class ReplicaUnavailableError extends RegionalError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('REGIONAL_REPLICA_UNAVAILABLE', message, options);
     this.name = 'ReplicaUnavailableError';
+  }
+}
+
+/**
+ * The primary database could not be reached, or the connection to it broke. For a write,
+ * `sent` tells whether the statement left this process: if not, nothing was written; if it did
+ * (the connection broke while waiting for the answer), it may or may not have been committed,
+ * and Regional never sends it again on its own.
+ */
+export class PrimaryUnavailableError extends RegionalError {
+  constructor(
+    readonly operation: 'read' | 'write',
+    readonly sent: boolean,
+    options: { cause: unknown },
+  ) {
+    const cause = (options.cause as Error | undefined)?.message ?? String(options.cause);
+    super(
+      'REGIONAL_PRIMARY_UNAVAILABLE',
+      operation === 'read'
+        ? `The primary database could not serve a read (${cause}).`
+        : sent
+          ? `The connection to the primary database broke before it answered a write (${cause}); the write may or may not have been committed, and is not sent again.`
+          : `The primary database is unreachable (${cause}); the write was not sent.`,
+      options,
+    );
+    this.name = 'PrimaryUnavailableError';
+  }
+}
+
+/**
+ * A query had no answer within `REGIONAL_QUERY_TIMEOUT_MS` (a server that hangs, a network cut
+ * that drops packets): its connection was closed. For a write, what it did is unknown.
+ */
+export class QueryTimeoutError extends RegionalError {
+  constructor(
+    readonly target: 'primary' | 'replica',
+    readonly timeoutMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      'REGIONAL_QUERY_TIMEOUT',
+      `The ${target} did not answer a query within ${timeoutMs} ms (REGIONAL_QUERY_TIMEOUT_MS); its connection was closed. A write may or may not have been committed.`,
+      options,
+    );
+    this.name = 'QueryTimeoutError';
   }
 }

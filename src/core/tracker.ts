@@ -37,6 +37,8 @@ export interface ReplayTrackerStats {
   /** Waiting now, and the most ever waiting at once. */
   waiting: number;
   maxWaiting: number;
+  /** Times the known position was forgotten (a reconnect, a failure, a restarted replica). */
+  forgotten: number;
 }
 
 interface Waiter {
@@ -126,6 +128,7 @@ export class ReplayTracker {
   private polling = false;
   private wake: (() => void) | null = null;
   private knownPosition: bigint | null = null;
+  private currentGeneration = 0;
   private readonly counters: ReplayTrackerStats = {
     waits: 0,
     immediate: 0,
@@ -137,6 +140,7 @@ export class ReplayTracker {
     pollErrors: 0,
     waiting: 0,
     maxWaiting: 0,
+    forgotten: 0,
   };
 
   constructor(options: ReplayTrackerOptions) {
@@ -159,13 +163,41 @@ export class ReplayTracker {
   }
 
   /**
-   * Learns a position the replica was seen to have by other means (a read that asked in its
-   * own round trip): later checks need not ask, and waiters at or below it are resolved.
+   * Counts {@link forget} calls: a position read under an earlier generation may come from a
+   * replica process that is gone, and {@link observe} ignores it.
+   */
+  get generation(): number {
+    return this.currentGeneration;
+  }
+
+  /**
+   * Forgets the known position. A position is true only of the replica process that showed
+   * it: after a crash, recovery restarts from the last restartpoint and the new process can be
+   * behind what the old one had replayed. Call it on a reconnect, a connection failure, or a
+   * restarted replica; waiters keep waiting and the next poll learns afresh.
    *
    * @example
-   * tracker.observe(replayedLsn); // from a read pipelined with pg_last_wal_replay_lsn()
+   * connection.on('error', () => tracker.forget());
    */
-  observe(position: bigint): void {
+  forget(): void {
+    this.knownPosition = null;
+    this.currentGeneration++;
+    this.counters.forgotten++;
+  }
+
+  /**
+   * Learns a position the replica was seen to have by other means (a read that asked in its
+   * own round trip): later checks need not ask, and waiters at or below it are resolved.
+   * `generation` is {@link generation} from before the read was sent: if the tracker forgot
+   * since, the position may belong to a replica process that is gone, and is ignored.
+   *
+   * @example
+   * const generation = tracker.generation;
+   * const replayed = await readWithReplayLsn(client, query); // pipelined with pg_last_wal_replay_lsn()
+   * tracker.observe(replayed, generation);
+   */
+  observe(position: bigint, generation = this.currentGeneration): void {
+    if (generation !== this.currentGeneration) return;
     if (this.knownPosition !== null && position <= this.knownPosition) return;
     this.knownPosition = position;
     this.resolveReplayed();
@@ -232,6 +264,7 @@ export class ReplayTracker {
     let lastProgress = performance.now();
     while (this.pending > 0) {
       let position: bigint;
+      const generation = this.currentGeneration;
       try {
         position = await this.pollOnce();
       } catch (error) {
@@ -239,6 +272,8 @@ export class ReplayTracker {
         break;
       }
       const now = performance.now();
+      // Forgotten while the poll was out: its answer may come from a process that is gone.
+      if (generation !== this.currentGeneration) continue;
       if (this.knownPosition === null || position > this.knownPosition) {
         this.knownPosition = position;
         lastProgress = now;

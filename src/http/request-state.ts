@@ -87,10 +87,14 @@ export class RequestState {
   /**
    * Installed as the context's `beforeWrite` in read requests of replica regions: the pool
    * calls it before any write goes to the primary. Stops the write; the request is then
-   * replayed in the primary region if nothing has been sent yet, else it fails (counted).
+   * replayed in the primary region if nothing has been sent yet, else it fails (counted). A
+   * remote write (a procedure, which runs in the primary region anyway) goes ahead while the
+   * response has not started, and fails like the others once it has.
    */
-  readonly guard = (): void => {
+  readonly guard = (remote: boolean): void => {
     if (this.blocked) throw this.blocked;
+    // A procedure runs in the primary region by itself: only its token must still reach the client.
+    if (remote && !this.responseStarted) return;
     const refusal = this.cannotReplayLate();
     if (refusal) {
       this.owner.countWriteInReadFailure();

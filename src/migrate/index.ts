@@ -62,6 +62,8 @@ export async function migrate(options: MigrateOptions = {}): Promise<MigrateOutc
     connectionString: config.databaseUrl,
     application_name: 'regional-migrate',
   });
+  // A connection that breaks fails the query in progress; the event would only crash the process.
+  client.on('error', () => {});
   await client.connect();
   try {
     log('waiting for the migration lock');
@@ -122,13 +124,14 @@ export async function migrate(options: MigrateOptions = {}): Promise<MigrateOutc
 export async function schemaLsn(
   query: (sql: string) => Promise<{ rows: unknown[] }>,
 ): Promise<Lsn | null> {
-  try {
-    const { rows } = (await query(`SELECT lsn::text AS lsn FROM ${SCHEMA_TABLE}`)) as {
-      rows: { lsn: string }[];
-    };
-    return rows[0] ? parseLsn(rows[0].lsn) : null;
-  } catch (error) {
-    if ((error as { code?: string }).code === '42P01') return null; // no such table
-    throw error;
-  }
+  // Asked without failing when the table is missing: a failed query would cost a pooled
+  // connection (node-postgres's pool drops a connection whose query failed).
+  const { rows: exists } = (await query(
+    `SELECT to_regclass('${SCHEMA_TABLE}') IS NOT NULL AS present`,
+  )) as { rows: { present: boolean }[] };
+  if (!exists[0]?.present) return null;
+  const { rows } = (await query(`SELECT lsn::text AS lsn FROM ${SCHEMA_TABLE}`)) as {
+    rows: { lsn: string }[];
+  };
+  return rows[0] ? parseLsn(rows[0].lsn) : null;
 }

@@ -3,6 +3,7 @@ import { currentContext } from '../core/context.js';
 import type { Lsn } from '../core/lsn.js';
 import { inspectSql, type StatementInfo } from './classify.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
+import { primaryError } from './connections.js';
 import { forwardedTransactionError } from './forwarding.js';
 import {
   checksInRoundTrip,
@@ -72,11 +73,15 @@ export class RegionalClient {
     if (bound && bound.client.getTransactionStatus() !== 'I') {
       // Inside a transaction: everything stays on its server.
       if (info.control === 'commit' && bound.on === 'primary' && multi) {
-        const { result, lsn } = await this.guard(bound, commitWithLsn(bound.client));
+        const { result, lsn, flushed } = await this.guard(bound, commitWithLsn(bound.client));
         pool.countWrite();
         const context = currentContext();
-        if (lsn !== null && options?.await !== false && !context.detached)
-          await pool.observe(context, lsn);
+        if (options?.await !== false && !context.detached) {
+          if (lsn !== null) await pool.observe(context, lsn);
+          // It read on the primary: later reads on a replica must see no less.
+          else if (flushed !== null && pool.recordsPrimaryReads(context))
+            await pool.observe(context, flushed);
+        }
         return result as pg.QueryResult<R>;
       }
       return this.guard(bound, send<R>(bound.client, config));
@@ -115,19 +120,24 @@ export class RegionalClient {
     const client = await this.bind(on);
     const current = this.bound as { on: Target; client: pg.PoolClient };
 
-    if (
-      pool.config.mode === 'multi' &&
-      current.on === 'primary' &&
-      info.kind === 'write' &&
-      !info.control
-    ) {
-      const committed = await this.guard(
-        current,
-        writeWithCommitLsn(client, config, info.statements),
-      );
-      pool.countWrite();
-      if (committed.lsn !== null && record) await pool.observe(currentContext(), committed.lsn);
-      return committed.result as pg.QueryResult<R>;
+    if (pool.config.mode === 'multi' && current.on === 'primary' && !info.control) {
+      const context = currentContext();
+      if (info.kind === 'write') {
+        const committed = await this.guard(
+          current,
+          writeWithCommitLsn(client, config, info.statements),
+        );
+        pool.countWrite();
+        if (committed.lsn !== null && record) await pool.observe(context, committed.lsn);
+        return committed.result as pg.QueryResult<R>;
+      }
+      if (pool.recordsPrimaryReads(context)) {
+        // A read on the primary records the primary's position after it, in its round trip.
+        const read = await this.guard(current, writeWithCommitLsn(client, config, info.statements));
+        pool.countPrimaryRead();
+        if (read.flushed != null) await pool.observe(context, read.flushed);
+        return read.result as pg.QueryResult<R>;
+      }
     }
     let result: pg.QueryResult<R> | null;
     try {
@@ -157,6 +167,7 @@ export class RegionalClient {
       return this.run<R>(config, info, options, target, chosen, undefined);
     }
     if (current.on === 'replica') pool.countReplicaRead();
+    else if (info.kind === 'read' && !info.control) pool.countPrimaryRead();
     return result;
   }
 
@@ -175,7 +186,7 @@ export class RegionalClient {
       client = await this.pool.checkoutReplica();
       if (!client) return this.bind('primary');
     } else {
-      client = await this.pool.primaryPool.connect();
+      client = await this.pool.connectPrimary();
     }
     this.bound = { on, client };
     return client;
@@ -190,7 +201,10 @@ export class RegionalClient {
     bound.client.release(dirty ? new Error('released inside a transaction') : error);
   }
 
-  /** Runs `work` on `bound`; a broken connection is dropped so the next query gets a new one. */
+  /**
+   * Runs `work` on `bound`; a broken connection is dropped so the next query gets a new one. A
+   * broken connection to the primary is a `PrimaryUnavailableError` with the real cause.
+   */
   private async guard<T>(
     bound: { on: Target; client: pg.PoolClient },
     work: Promise<T>,
@@ -198,8 +212,14 @@ export class RegionalClient {
     try {
       return await work;
     } catch (error) {
-      if (isConnectionFailure(error) && this.bound === bound) this.unbind(error as Error);
-      throw error;
+      if (!isConnectionFailure(error)) throw error;
+      if (this.bound === bound) this.unbind(error as Error);
+      if (bound.on === 'replica') throw error;
+      const inTransaction = bound.client.getTransactionStatus() !== 'I';
+      throw primaryError(error, inTransaction ? 'write' : 'read', {
+        client: bound.client,
+        queryTimeoutMs: this.pool.queryTimeoutMs,
+      });
     }
   }
 }

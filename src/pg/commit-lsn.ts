@@ -21,6 +21,12 @@ export interface CommittedWrite {
   result: pg.QueryResult | pg.QueryResult[];
   /** The commit LSN; `null` when the statement wrote nothing (no transaction id was assigned). */
   lsn: Lsn | null;
+  /**
+   * The primary's WAL flush position just after the commit, whether the statement wrote or
+   * not: at or after every commit it could see (a read served by the primary records it, so
+   * later reads on a replica see no less). Absent where the carrier does not report it.
+   */
+  flushed?: Lsn | null;
 }
 
 const XID: Probe = { text: XID_QUERY, returnsRow: true };
@@ -58,7 +64,7 @@ export function isConnectionFailure(error: unknown): boolean {
   }
   return (
     e.code === undefined &&
-    /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|ECONNREFUSED|timeout exceeded when trying to connect/i.test(
+    /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|ECONNREFUSED|timeout exceeded when trying to connect|Query read timeout/i.test(
       e.message ?? '',
     )
   );
@@ -91,12 +97,15 @@ export async function writeWithCommitLsn(
       const { result, probes } = await runPipeline(client, write);
       // Probes: BEGIN, XID, COMMIT, LSN.
       const [, xid, , lsn] = probes;
-      return { result, lsn: !xid || !lsn ? null : parseLsn(lsn) };
+      const flushed = lsn ? parseLsn(lsn) : null;
+      return { result, lsn: xid ? flushed : null, flushed };
     } catch (error) {
-      if (write.needsRollback) await client.query('ROLLBACK');
+      // Not on a broken connection: the ROLLBACK would fail and hide the real cause.
+      if (write.needsRollback && !isConnectionFailure(error)) await client.query('ROLLBACK');
       if ((error as { code?: string }).code !== NOT_IN_TRANSACTION_BLOCK) throw error;
       const result = await client.query(config);
-      return { result, lsn: await flushLsn(client) };
+      const flushed = await flushLsn(client);
+      return { result, lsn: flushed, flushed };
     }
   }
   const wrapped = `BEGIN;\n${config.text}\n;COMMIT;${LSN_QUERY}`;
@@ -104,36 +113,38 @@ export async function writeWithCommitLsn(
   try {
     results = (await client.query({ ...config, text: wrapped })) as unknown as pg.QueryResult[];
   } catch (error) {
-    if (client.getTransactionStatus?.() !== 'I') await client.query('ROLLBACK');
+    if (client.getTransactionStatus?.() !== 'I' && !isConnectionFailure(error))
+      await client.query('ROLLBACK');
     if ((error as { code?: string }).code !== NOT_IN_TRANSACTION_BLOCK) throw error;
     const result = await client.query(config);
-    return { result, lsn: await flushLsn(client) };
+    const flushed = await flushLsn(client);
+    return { result, lsn: flushed, flushed };
   }
   const own = results.slice(1, -2);
   // With `rowMode: 'array'` every result of the text comes as arrays, the LSN's too.
   const lsnRow = results[results.length - 1]?.rows[0] as { lsn: string } | [string] | undefined;
   const lsnText = Array.isArray(lsnRow) ? lsnRow[0] : lsnRow?.lsn;
-  return {
-    result: own.length === 1 ? (own[0] as pg.QueryResult) : own,
-    lsn: lsnText ? parseLsn(lsnText) : null,
-  };
+  const flushed = lsnText ? parseLsn(lsnText) : null;
+  return { result: own.length === 1 ? (own[0] as pg.QueryResult) : own, lsn: flushed, flushed };
 }
 
 /**
- * Commits the transaction open on `client` and returns the commit LSN from the same round
- * trip (`null` if the transaction wrote nothing). A transaction already aborted by an error
- * is simply ended (Postgres answers ROLLBACK) and the error is left to the caller.
+ * Commits the transaction open on `client` and returns, from the same round trip, the commit
+ * LSN (`null` if the transaction wrote nothing) and the flush position after the commit (what
+ * its reads could have seen: see {@link CommittedWrite.flushed}). A transaction already aborted
+ * by an error is simply ended (Postgres answers ROLLBACK) and the error is left to the caller.
  */
 export async function commitWithLsn(
   client: pg.PoolClient,
-): Promise<{ result: pg.QueryResult; lsn: Lsn | null }> {
+): Promise<{ result: pg.QueryResult; lsn: Lsn | null; flushed: Lsn | null }> {
   if (client.getTransactionStatus?.() === 'E') {
-    return { result: await client.query('COMMIT'), lsn: null };
+    return { result: await client.query('COMMIT'), lsn: null, flushed: null };
   }
   const results = (await client.query(
     `${XID_QUERY};COMMIT;${LSN_QUERY}`,
   )) as unknown as pg.QueryResult[];
   const xid = (results[0]?.rows[0] as { xid: string | null } | undefined)?.xid ?? null;
   const lsn = (results[2]?.rows[0] as { lsn: string } | undefined)?.lsn;
-  return { result: results[1] as pg.QueryResult, lsn: xid === null || !lsn ? null : parseLsn(lsn) };
+  const flushed = lsn ? parseLsn(lsn) : null;
+  return { result: results[1] as pg.QueryResult, lsn: xid === null ? null : flushed, flushed };
 }

@@ -8,8 +8,9 @@ import {
   redactUrl,
 } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
-import { RegionalError } from '../core/errors.js';
-import { formatLsn, type Lsn } from '../core/lsn.js';
+import { ConfigError, RegionalError } from '../core/errors.js';
+import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
+import { ReplicaRoute } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
 import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
@@ -21,6 +22,7 @@ import {
   isConnectionFailure,
   writeWithCommitLsn,
 } from './commit-lsn.js';
+import { guardConnections, primaryError, unsent } from './connections.js';
 import {
   forwardedTransactionError,
   missingForwarderError,
@@ -93,6 +95,13 @@ export interface RegionalPoolOptions extends RegionalOptions {
    * or `forward` (over the signed channel of `regional/rpc`). See {@link WriteMode}.
    */
   writes?: WriteMode;
+  /**
+   * `REGIONAL_QUERY_TIMEOUT_MS`: a query with no answer after this long fails with
+   * `REGIONAL_QUERY_TIMEOUT` and its connection is closed, so a server that hangs or a network
+   * cut that drops packets cannot hold a request forever. Default 30 000; `0` waits forever.
+   * (node-postgres's `query_timeout`, which it sets on both pools unless `pool` sets its own.)
+   */
+  queryTimeoutMs?: number;
 }
 
 /** Counters since the pool was made. */
@@ -108,6 +117,11 @@ export interface RegionalPoolStats {
   waitTimeouts: number;
   /** Times the replica failed and reads moved to the primary for a while. */
   replicaFailures: number;
+  /**
+   * Times the replica was seen to have restarted (another process start time) and was kept
+   * out of use until it had replayed what the primary had then.
+   */
+  replicaRestarts: number;
   /**
    * Reads (and read-only transactions) that needed a position the replica was not known to
    * have, and asked for its replay position in their own round trip instead of polling first:
@@ -224,21 +238,22 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   readonly tracker: ReplayTracker | null;
   /** How writes reach the primary from a replica region (see {@link WriteMode}). */
   readonly writeMode: WriteMode;
+  /** `REGIONAL_QUERY_TIMEOUT_MS` (0: none). */
+  readonly queryTimeoutMs: number;
   private forwarder: WriteForwarder | null = null;
   private readonly poller: ReturnType<typeof replayLsnPoller> | null;
+  private readonly route: ReplicaRoute | null;
   private readonly warn: (message: string, error?: unknown) => void;
   private readonly bounded: BoundedWait;
   private source: string | null = null;
   private sourcePromise: Promise<string> | null = null;
   private ended = false;
-  private replicaDownUntil = 0;
   private readonly counters = {
     replicaReads: 0,
     primaryReads: 0,
     writes: 0,
     readOnlyRetries: 0,
     waitTimeouts: 0,
-    replicaFailures: 0,
     checkedReads: 0,
     checkedReadsBehind: 0,
   };
@@ -259,41 +274,67 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       formatLsn,
     );
 
+    this.queryTimeoutMs = readQueryTimeout(options.queryTimeoutMs);
+    const timeout = this.queryTimeoutMs > 0 ? { query_timeout: this.queryTimeoutMs } : {};
+
     this.primaryPool = new pg.Pool({
       Client: clientWithConnectTimeout(10_000),
+      ...timeout,
       ...options.pool,
       ...options.primaryPool,
       connectionString: this.config.databaseUrl,
     });
     this.primaryPool.on('error', (error) => this.idleError('primary', error));
+    guardConnections(this.primaryPool, () => {});
 
     const replicaUrl = this.config.replicaUrl;
     if (replicaUrl) {
       this.replicaPool = new pg.Pool({
         // A replica that hangs must not hang reads: give up connecting and use the primary.
         Client: clientWithConnectTimeout(5_000),
+        ...timeout,
         ...options.pool,
         ...options.replicaPool,
         connectionString: replicaUrl,
       });
       this.replicaPool.on('error', (error) => this.idleError('replica', error));
-      this.poller = replayLsnPoller({
-        ...options.pool,
-        ...options.replicaPool,
-        connectionString: replicaUrl,
-        connectionTimeoutMillis: 2_000,
-      });
-      // Connected now (it only polls while someone waits), so the first wait doesn't pay for it.
-      this.poller.warm();
+      guardConnections(this.replicaPool, (error) => this.replicaFailed(error));
+      let route: ReplicaRoute | null = null;
+      this.poller = replayLsnPoller(
+        {
+          ...options.pool,
+          ...options.replicaPool,
+          connectionString: replicaUrl,
+          connectionTimeoutMillis: 2_000,
+        },
+        {
+          onConnect: (epoch) => route?.connected(epoch),
+          onLost: (error) => route?.lost(error),
+        },
+      );
       this.tracker = new ReplayTracker({
         name: `the replica in ${this.config.region} (${redactUrl(replicaUrl)})`,
         poll: this.poller,
         format: formatLsn,
       });
+      const tracker = this.tracker;
+      route = new ReplicaRoute({
+        forget: () => tracker.forget(),
+        catchUp: async () => void (await tracker.waitFor(await this.primaryFlushLsn(), 5_000)),
+        retryMs: this.config.replicaRetryMs,
+        name: `the replica in ${this.config.region}`,
+        fallback: 'reads go to the primary',
+        warn: this.warn,
+      });
+      this.route = route;
+      // The sentinel: connected now, and kept connected, so a restart of the replica is seen
+      // (and the first wait doesn't pay for connecting).
+      this.poller.warm();
     } else {
       this.replicaPool = null;
       this.poller = null;
       this.tracker = null;
+      this.route = null;
     }
   }
 
@@ -332,17 +373,17 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     if (on === 'primary' && info.kind === 'write') {
       return this.write(config, info, options) as Promise<pg.QueryResult<R>>;
     }
-    if (on === 'primary' || !this.replicaPool) return this.readOnPrimary<R>(config);
+    if (on === 'primary' || !this.replicaPool) return this.readOnPrimary<R>(config, info);
     const target = this.knownReadTarget();
     if (target === 'replica') return this.readOnReplica<R>(config, info, options);
-    if (target === 'primary') return this.readOnPrimary<R>(config);
+    if (target === 'primary') return this.readOnPrimary<R>(config, info);
     // One statement: ask the replica's position in its round trip.
     const needed = checksInRoundTrip(info) ? this.positionToCheck() : undefined;
     if (needed !== undefined) return this.readChecked<R>(config, info, needed, options);
     return this.readTarget().then((chosen) =>
       chosen === 'replica'
         ? this.readOnReplica<R>(config, info, options)
-        : this.readOnPrimary<R>(config),
+        : this.readOnPrimary<R>(config, info),
     );
   }
 
@@ -416,15 +457,22 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
         await client.query('COMMIT');
         if (on === 'replica') this.counters.replicaReads++;
       } else {
-        const { lsn } = await commitWithLsn(client);
-        this.counters.writes++;
-        if (lsn !== null && record) await this.observe(currentContext(), lsn);
+        const context = currentContext();
+        const { lsn, flushed } = await commitWithLsn(client);
+        if (options.readOnly) this.counters.primaryReads++;
+        else this.counters.writes++;
+        if (lsn !== null && record) await this.observe(context, lsn);
+        // What it read on the primary: later reads on a replica must see no less.
+        else if (flushed !== null && this.recordsPrimaryReads(context) && options.await !== false)
+          await this.observe(context, flushed);
       }
       return result;
     } catch (error) {
       if (isConnectionFailure(error)) {
         releaseError = error as Error;
         if (on === 'replica') this.replicaFailed(error);
+        else
+          throw primaryError(error, options.readOnly ? 'read' : 'write', this.errorOptions(client));
       }
       throw error;
     } finally {
@@ -435,11 +483,18 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   /** Closes every connection. */
   async end(): Promise<void> {
     this.ended = true;
+    this.route?.close();
     await Promise.all([this.primaryPool.end(), this.replicaPool?.end(), this.poller?.close()]);
   }
 
   stats(): RegionalPoolStats {
-    return { ...this.counters, tracker: this.tracker?.stats() ?? null };
+    const route = this.route?.stats();
+    return {
+      ...this.counters,
+      replicaFailures: route?.failures ?? 0,
+      replicaRestarts: route?.restarts ?? 0,
+      tracker: this.tracker?.stats() ?? null,
+    };
   }
 
   /**
@@ -522,16 +577,64 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     config: pg.QueryConfig & { rowMode?: 'array' },
     statements: number,
   ): Promise<CommittedWrite> {
-    const client = await this.primaryPool.connect();
-    let committed: CommittedWrite;
-    try {
-      committed = await writeWithCommitLsn(client, config, statements);
-    } catch (error) {
-      client.release(isConnectionFailure(error) ? (error as Error) : undefined);
-      throw error;
+    return this.onPrimaryConnection('write', (client) =>
+      writeWithCommitLsn(client, config, statements),
+    );
+  }
+
+  /**
+   * Runs `work` on a connection to the primary. A connection found broken before anything was
+   * sent (the server restarted while it sat idle) is replaced once; any other connection failure
+   * becomes a `PrimaryUnavailableError` (or `QueryTimeoutError`) saying whether the statement
+   * was sent, with the real cause.
+   */
+  private async onPrimaryConnection<T>(
+    operation: 'read' | 'write',
+    work: (client: pg.PoolClient) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.primaryPool.connect();
+      } catch (error) {
+        throw primaryError(error, operation, { sent: false, queryTimeoutMs: this.queryTimeoutMs });
+      }
+      try {
+        const result = await work(client);
+        client.release();
+        return result;
+      } catch (error) {
+        const broken = isConnectionFailure(error);
+        client.release(broken ? (error as Error) : undefined);
+        if (broken && attempt === 1 && unsent(error)) continue;
+        throw primaryError(error, operation, this.errorOptions(client));
+      }
     }
-    client.release();
-    return committed;
+  }
+
+  private errorOptions(client: pg.ClientBase): { client: pg.ClientBase; queryTimeoutMs: number } {
+    return { client, queryTimeoutMs: this.queryTimeoutMs };
+  }
+
+  /** The primary's WAL flush position now: what a restarted replica must replay first. */
+  private async primaryFlushLsn(): Promise<Lsn> {
+    const { rows } = await this.primaryPool.query<{ lsn: string }>(
+      'SELECT pg_current_wal_flush_lsn()::text AS lsn',
+    );
+    return parseLsn((rows[0] as { lsn: string }).lsn);
+  }
+
+  /**
+   * @internal True if a read served by the primary must record the primary's position in `context`: in
+   * a region with a replica (its later reads there must see no less: monotonic reads), and
+   * wherever the context asks for it (a request replayed from a replica region).
+   */
+  recordsPrimaryReads(context: ConsistencyContext): boolean {
+    return (
+      this.config.mode === 'multi' &&
+      !context.detached &&
+      (this.tracker !== null || context.recordsReads)
+    );
   }
 
   /** True where writes are forwarded rather than sent over a connection of this pool. */
@@ -546,10 +649,34 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     this.forwarder = forwarder;
   }
 
-  /** @internal */
-  readOnPrimary<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+  /**
+   * @internal A read on the primary. Where {@link recordsPrimaryReads}, the primary's flush
+   * position after it is read in the same round trip and recorded in the context.
+   */
+  readOnPrimary<R extends pg.QueryResultRow>(
+    config: pg.QueryConfig,
+    info?: StatementInfo,
+  ): Promise<pg.QueryResult<R>> {
     this.counters.primaryReads++;
-    return send<R>(this.primaryPool, config);
+    const context = currentContext();
+    if (!this.recordsPrimaryReads(context)) {
+      return send<R>(this.primaryPool, config).catch((error: unknown) => {
+        throw primaryError(error, 'read', { queryTimeoutMs: this.queryTimeoutMs });
+      });
+    }
+    return this.readOnPrimaryRecorded<R>(config, info?.statements ?? 1, context);
+  }
+
+  private async readOnPrimaryRecorded<R extends pg.QueryResultRow>(
+    config: pg.QueryConfig,
+    statements: number,
+    context: ConsistencyContext,
+  ): Promise<pg.QueryResult<R>> {
+    const { result, flushed } = await this.onPrimaryConnection('read', (client) =>
+      writeWithCommitLsn(client, config, statements),
+    );
+    if (flushed != null) await this.observe(context, flushed);
+    return result as pg.QueryResult<R>;
   }
 
   private readOnReplica<R extends pg.QueryResultRow>(
@@ -580,7 +707,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     }
     if (!isConnectionFailure(error)) return Promise.reject(error);
     this.replicaFailed(error);
-    return this.readOnPrimary<R>(config);
+    return this.readOnPrimary<R>(config, info);
   }
 
   /**
@@ -594,8 +721,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     begin: string,
     check: Lsn | undefined,
   ): Promise<{ client: pg.PoolClient; on: Target }> {
-    const client =
-      on === 'replica' ? await this.checkoutReplica() : await this.primaryPool.connect();
+    const client = on === 'replica' ? await this.checkoutReplica() : await this.connectPrimary();
     // The replica just failed (and is out of use): readTarget says primary.
     if (!client) return this.openTransaction(await this.readTarget(), begin, undefined);
     try {
@@ -607,6 +733,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     } catch (error) {
       client.release(isConnectionFailure(error) ? (error as Error) : undefined);
       if (on === 'replica' && isConnectionFailure(error)) this.replicaFailed(error);
+      if (on === 'primary') throw primaryError(error, 'write', this.errorOptions(client));
       throw error;
     }
     client.release();
@@ -628,6 +755,18 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   }
 
   /**
+   * @internal A connection to the primary; failing to get one is a `PrimaryUnavailableError`
+   * (nothing was sent).
+   */
+  async connectPrimary(): Promise<pg.PoolClient> {
+    try {
+      return await this.primaryPool.connect();
+    } catch (error) {
+      throw primaryError(error, 'write', { sent: false, queryTimeoutMs: this.queryTimeoutMs });
+    }
+  }
+
+  /**
    * @internal Runs one read on `client` (a replica connection) with the replica's position in
    * the same round trip: its result if the replica had `needed`, else `null` (wait with
    * {@link waitAfterCheck}, then read again).
@@ -637,8 +776,9 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     config: pg.QueryConfig,
     needed: Lsn,
   ): Promise<pg.QueryResult | null> {
+    const generation = (this.tracker as ReplayTracker).generation;
     const { result, replayed } = await readWithReplayLsn(client, config);
-    return this.hadPosition(replayed, needed) ? result : null;
+    return this.hadPosition(replayed, needed, generation) ? result : null;
   }
 
   /**
@@ -652,8 +792,9 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     begin: string,
     needed: Lsn,
   ): Promise<pg.QueryResult | null> {
+    const generation = (this.tracker as ReplayTracker).generation;
     const { result, replayed } = await beginWithReplayLsn(client, begin);
-    if (this.hadPosition(replayed, needed)) return result;
+    if (this.hadPosition(replayed, needed, generation)) return result;
     await client.query('ROLLBACK');
     return null;
   }
@@ -663,10 +804,13 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     return this.bounded.replicaOrPrimary(this.tracker as ReplayTracker, needed, currentContext());
   }
 
-  /** What a checked read learnt: the tracker learns the position, the counters the outcome. */
-  private hadPosition(replayed: Lsn | null, needed: Lsn): boolean {
+  /**
+   * What a checked read learnt: the tracker learns the position (unless it forgot since
+   * `generation`), the counters the outcome.
+   */
+  private hadPosition(replayed: Lsn | null, needed: Lsn, generation: number): boolean {
     if (replayed === null) return false;
-    (this.tracker as ReplayTracker).observe(replayed);
+    (this.tracker as ReplayTracker).observe(replayed, generation);
     if (replayed >= needed) {
       this.counters.checkedReads++;
       return true;
@@ -687,7 +831,8 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     options?: QueryOptions,
   ): Promise<pg.QueryResult<R>> {
     const client = await this.checkoutReplica();
-    if (!client) return this.readOnPrimary<R>(config);
+    if (!client) return this.readOnPrimary<R>(config, info);
+    const generation = (this.tracker as ReplayTracker).generation;
     let checked: Awaited<ReturnType<typeof readWithReplayLsn>>;
     try {
       checked = await readWithReplayLsn(client, config);
@@ -696,7 +841,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       return this.replicaReadFailed<R>(error, config, info, options);
     }
     client.release();
-    if (this.hadPosition(checked.replayed, needed)) {
+    if (this.hadPosition(checked.replayed, needed, generation)) {
       this.counters.replicaReads++;
       return checked.result as pg.QueryResult<R>;
     }
@@ -704,7 +849,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     const chosen = await this.waitAfterCheck(needed);
     return chosen === 'replica'
       ? this.readOnReplica<R>(config, info, options)
-      : this.readOnPrimary<R>(config);
+      : this.readOnPrimary<R>(config, info);
   }
 
   /**
@@ -747,19 +892,16 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
 
   /** @internal */
   replicaUsable(): boolean {
-    if (this.replicaPool === null) return false;
-    return this.replicaDownUntil === 0 || Date.now() >= this.replicaDownUntil;
+    return this.route?.usable() ?? false;
   }
 
-  /** @internal Sends reads to the primary for `replicaRetryMs`, then tries the replica again. */
+  /**
+   * @internal Sends reads to the primary for `replicaRetryMs`, then tries the replica again;
+   * what the replica was known to have is forgotten (its process may be restarting).
+   */
   replicaFailed(error: unknown): void {
-    const now = Date.now();
-    if (now < this.replicaDownUntil) return;
-    this.counters.replicaFailures++;
-    this.replicaDownUntil = now + this.config.replicaRetryMs;
-    this.warn(
-      `The replica in ${this.config.region} failed (${(error as Error)?.message ?? error}); reads go to the primary for ${this.config.replicaRetryMs} ms.`,
-    );
+    if (this.ended) return;
+    this.route?.failed(error);
   }
 
   /** @internal */
@@ -772,16 +914,36 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     this.counters.replicaReads++;
   }
 
+  /** @internal */
+  countPrimaryRead(): void {
+    this.counters.primaryReads++;
+  }
+
   private idleError(which: Target, error: Error): void {
     // Connections still closing after end() may see their server go away: nothing to report.
     if (this.ended) return;
     // An idle connection died (server restarted, network cut). node-postgres drops it from the
-    // pool; say so, and let listeners see it, but don't take the process down.
-    if (which === 'replica') this.replicaFailed(error);
+    // pool; say so, and let listeners see it, but don't take the process down. (A replica's
+    // connections report to replicaFailed through their own listener.)
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else if (which === 'primary')
       this.warn(`An idle connection to the primary failed: ${error.message}`);
   }
+}
+
+/** `queryTimeoutMs`, else `REGIONAL_QUERY_TIMEOUT_MS`, else 30 s; 0 turns it off. */
+function readQueryTimeout(given: number | undefined, env = process.env): number {
+  const variable = given !== undefined ? 'queryTimeoutMs' : 'REGIONAL_QUERY_TIMEOUT_MS';
+  const raw = given ?? env.REGIONAL_QUERY_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return 30_000;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new ConfigError(
+      variable,
+      `must be a whole number of milliseconds >= 0 (0 waits forever), got ${JSON.stringify(raw)}`,
+    );
+  }
+  return value;
 }
 
 function throwMissingForwarder(): never {

@@ -5,37 +5,112 @@ import type { PositionPoller } from '../core/tracker.js';
 /** How far a replica has replayed; `NULL` on a server that is not a replica. */
 export const REPLAY_LSN_QUERY = 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
 
+// The start time names the server process: a replica that restarted is another process, whose
+// replay position can be behind what the old one showed.
+const POLL_QUERY =
+  'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_postmaster_start_time()::text AS epoch';
+
+/** What the poller tells about its connection to the replica. */
+export interface ReplicaConnectionEvents {
+  /** Connected (again) to the replica process started at `epoch`. */
+  onConnect(epoch: string): void;
+  /** The connection broke or was dropped: the replica may be restarting. */
+  onLost(error: unknown): void;
+}
+
+export interface ReplayLsnPoller extends PositionPoller {
+  /** Opens the connection ahead of the first wait, so that wait does not pay for it. */
+  warm(): void;
+  close(): Promise<void>;
+}
+
+// After a lost connection, reconnect after this long, doubling up to the maximum.
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 1_000;
+
 /**
  * A poller for the replay tracker: one dedicated connection to the replica (not from the
  * pool, so polls never queue behind application queries), asking `pg_last_wal_replay_lsn()`
- * once per call. A failed or aborted poll drops the connection; the next poll reconnects.
+ * once per call. It is also the sentinel of the replica's process: it stays connected (and
+ * reconnects after a loss, backing off), reports every loss, and on every connection reports
+ * which process it reached (`pg_postmaster_start_time()`) — also when a poll finds it changed
+ * on the same connection, as behind a connection pooler.
+ *
+ * @example
+ * const poll = replayLsnPoller({ connectionString: replicaUrl }, { onConnect, onLost });
+ * poll.warm();
+ * const lsn = await poll(new AbortController().signal);
  */
 export function replayLsnPoller(
   config: pg.ClientConfig,
-): PositionPoller & { warm(): void; close(): Promise<void> } {
+  events: ReplicaConnectionEvents = { onConnect() {}, onLost() {} },
+): ReplayLsnPoller {
   let client: pg.Client | null = null;
+  let epoch: string | null = null;
   let connecting: Promise<pg.Client> | null = null;
+  let closed = false;
+  let reconnectTimer: NodeJS.Timeout | null = null;
+  let backoff = RECONNECT_MIN_MS;
 
-  const drop = (broken: pg.Client) => {
-    if (client === broken) client = null;
+  const scheduleReconnect = () => {
+    if (closed || reconnectTimer) return;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      connect().then(
+        () => {
+          backoff = RECONNECT_MIN_MS;
+        },
+        () => {
+          backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
+          scheduleReconnect();
+        },
+      );
+    }, backoff);
+    reconnectTimer.unref();
+  };
+
+  const drop = (broken: pg.Client, error: unknown) => {
     broken.removeAllListeners('error');
     broken.on('error', () => {});
     void broken.end().catch(() => {});
+    if (client !== broken) return;
+    client = null;
+    epoch = null;
+    events.onLost(error);
+    scheduleReconnect();
   };
 
   const connect = (): Promise<pg.Client> => {
     if (client) return Promise.resolve(client);
+    if (closed) return Promise.reject(new Error('the replay poller is closed'));
     connecting ??= (async () => {
-      const fresh = new pg.Client({ ...config, application_name: 'regional-replay-tracker' });
-      // An idle connection that dies is dropped; the next poll reconnects.
-      fresh.on('error', () => drop(fresh));
+      const fresh = new pg.Client({
+        keepAlive: true,
+        ...config,
+        application_name: 'regional-replay-tracker',
+      });
+      // A connection that dies is dropped (and reported) at once, idle or not.
+      fresh.on('error', (error) => drop(fresh, error));
+      let started: string;
       try {
         await fresh.connect();
+        const { rows } = await fresh.query<{ epoch: string }>(
+          'SELECT pg_postmaster_start_time()::text AS epoch',
+        );
+        started = (rows[0] as { epoch: string }).epoch;
       } catch (error) {
-        drop(fresh);
+        fresh.removeAllListeners('error');
+        fresh.on('error', () => {});
+        void fresh.end().catch(() => {});
         throw error;
       }
+      if (closed) {
+        void fresh.end().catch(() => {});
+        throw new Error('the replay poller is closed');
+      }
       client = fresh;
+      epoch = started;
+      events.onConnect(started);
       return fresh;
     })().finally(() => {
       connecting = null;
@@ -45,19 +120,25 @@ export function replayLsnPoller(
 
   const poll = async (signal: AbortSignal): Promise<bigint> => {
     const current = await connect();
-    const onAbort = () => drop(current);
+    const onAbort = () => drop(current, new Error('a replay poll was aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const { rows } = await current.query<{ lsn: string | null }>(REPLAY_LSN_QUERY);
-      const lsn = rows[0]?.lsn;
-      if (!lsn) {
+      const { rows } = await current.query<{ lsn: string | null; epoch: string }>(POLL_QUERY);
+      const row = rows[0] as { lsn: string | null; epoch: string };
+      if (row.epoch !== epoch && client === current) {
+        // Same connection, another process: a pooler in between kept it open across a restart.
+        events.onLost(new Error('the replica restarted'));
+        epoch = row.epoch;
+        events.onConnect(row.epoch);
+      }
+      if (!row.lsn) {
         throw new Error(
           'pg_last_wal_replay_lsn() is NULL: the server at DATABASE_REPLICA_URL is not a replica (it is a primary)',
         );
       }
-      return parseLsn(lsn);
+      return parseLsn(row.lsn);
     } catch (error) {
-      drop(current);
+      drop(current, error);
       throw error;
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -65,14 +146,20 @@ export function replayLsnPoller(
   };
 
   return Object.assign(poll, {
-    /** Opens the connection ahead of the first wait, so that wait does not pay for it. */
     warm() {
-      connect().catch(() => {});
+      connect().catch(() => scheduleReconnect());
     },
     async close() {
+      closed = true;
+      if (reconnectTimer) clearTimeout(reconnectTimer);
+      reconnectTimer = null;
       const current = client;
       client = null;
-      if (current) await current.end().catch(() => {});
+      if (current) {
+        current.removeAllListeners('error');
+        current.on('error', () => {});
+        await current.end().catch(() => {});
+      }
     },
   });
 }

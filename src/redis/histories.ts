@@ -1,7 +1,11 @@
 import type { ConsistencyContext } from '../core/context.js';
 import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
 import type { ConnectionSettings } from './connection.js';
-import { type OffsetPoller, redisOffsetPoller } from './offset-poller.js';
+import {
+  type OffsetPoller,
+  type ReplicaConnectionEvents,
+  redisOffsetPoller,
+} from './offset-poller.js';
 import { parseReplicationInfo } from './replication-info.js';
 
 export interface HistoriesOptions {
@@ -14,6 +18,8 @@ export interface HistoriesOptions {
   primaryInfo: () => Promise<string>;
   /** `INFO replication` of the local replica, on the store's read connection. */
   replicaInfo: (() => Promise<string>) | null;
+  /** Told when the poller's connection to the replica is lost and made again (a `ReplicaRoute`). */
+  events?: ReplicaConnectionEvents;
 }
 
 /** How long a known history is trusted before `sourceKey()` asks again. */
@@ -47,7 +53,7 @@ export class Histories {
 
   constructor(private readonly options: HistoriesOptions) {
     this.poller = options.replicaUrl
-      ? redisOffsetPoller(options.replicaUrl, options.connection)
+      ? redisOffsetPoller(options.replicaUrl, options.connection, options.events)
       : null;
     // Connected now (it polls only while someone waits), so the first wait doesn't pay for it.
     this.poller?.warm();
@@ -74,6 +80,21 @@ export class Histories {
       this.lookup = null;
     });
     return this.lookup;
+  }
+
+  /** Forgets what the replica was known to have processed (it may be restarting). */
+  forget(): void {
+    this.tracker?.forget();
+  }
+
+  /**
+   * Resolves once the local replica has processed what the primary has now, in the primary's
+   * current history: what a restarted replica must reach before reads use it again.
+   */
+  async catchUp(timeoutMs: number): Promise<void> {
+    const { replid, offset } = parseReplicationInfo(await this.options.primaryInfo());
+    this.confirm(replid);
+    await this.tracker?.waitFor(offset, timeoutMs);
   }
 
   trackerStats(): ReplayTrackerStats | null {

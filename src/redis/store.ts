@@ -3,6 +3,7 @@ import { BoundedWait } from '../core/bounded-wait.js';
 import { redactUrl } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { ConfigError, ReplicaUnavailableError } from '../core/errors.js';
+import { ReplicaRoute } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
 import { commandKind, type RedisArg } from './commands.js';
@@ -47,6 +48,11 @@ export interface SharedStoreStats {
   waitTimeouts: number;
   /** Times the replica failed (down, or following another history) and reads moved to the primary. */
   replicaFailures: number;
+  /**
+   * Times the replica was seen to have restarted (another `run_id`) and was kept out of use
+   * until it had processed what the primary had then.
+   */
+  replicaRestarts: number;
   /** Times the replication history changed (primary restarted without its state, failover). */
   historyChanges: number;
   /** The replay trackers' counters, summed over histories (`null` without a replica). */
@@ -86,9 +92,9 @@ export class SharedStore implements ReplicatedSource {
   readonly replica: Redis | null;
   private readonly histories: Histories;
   private readonly bounded: BoundedWait;
+  private readonly route: ReplicaRoute | null;
   private readonly warn: (message: string, error?: unknown) => void;
   private readonly where: string;
-  private replicaDownUntil = 0;
   private primaryDown = false;
   private ended = false;
   private readonly counters = {
@@ -96,7 +102,6 @@ export class SharedStore implements ReplicatedSource {
     primaryReads: 0,
     writes: 0,
     waitTimeouts: 0,
-    replicaFailures: 0,
   };
 
   constructor(options: SharedStoreOptions = {}) {
@@ -139,7 +144,8 @@ export class SharedStore implements ReplicatedSource {
           onError: (error) => this.connectionError('replica', error),
         })
       : null;
-    this.histories = new Histories({
+    let route: ReplicaRoute | null = null;
+    const histories = new Histories({
       replicaUrl,
       trackerName: `the Redis replica in ${region} (${replicaUrl ? redactUrl(replicaUrl) : ''})`,
       connection: options.connection,
@@ -151,7 +157,24 @@ export class SharedStore implements ReplicatedSource {
             return replica.info('replication');
           }
         : null,
+      // The poller's connection is the sentinel of the replica's process.
+      events: {
+        onConnect: (runId) => route?.connected(runId),
+        onLost: (error) => route?.lost(error),
+      },
     });
+    this.histories = histories;
+    route = replicaUrl
+      ? new ReplicaRoute({
+          forget: () => histories.forget(),
+          catchUp: () => histories.catchUp(5_000),
+          retryMs: this.config.replicaRetryMs,
+          name: `the Redis replica in ${region}`,
+          fallback: 'shared-store reads go to the primary',
+          warn: this.warn,
+        })
+      : null;
+    this.route = route;
   }
 
   /** The replay tracker of this region's replica for the current history (`null` without one). */
@@ -253,14 +276,18 @@ export class SharedStore implements ReplicatedSource {
   /** Closes every connection. */
   async end(): Promise<void> {
     this.ended = true;
+    this.route?.close();
     this.histories.close();
     this.replica?.disconnect();
     await this.primary.quit().catch(() => this.primary.disconnect());
   }
 
   stats(): SharedStoreStats {
+    const route = this.route?.stats();
     return {
       ...this.counters,
+      replicaFailures: route?.failures ?? 0,
+      replicaRestarts: route?.restarts ?? 0,
       historyChanges: this.histories.changes,
       tracker: this.histories.trackerStats(),
     };
@@ -420,18 +447,16 @@ export class SharedStore implements ReplicatedSource {
   }
 
   private replicaUsable(): boolean {
-    return this.replica !== null && Date.now() >= this.replicaDownUntil;
+    return this.route?.usable() ?? false;
   }
 
-  /** Sends reads to the primary for `replicaRetryMs`, then tries the replica again. */
+  /**
+   * Sends reads to the primary for `replicaRetryMs`, then tries the replica again; what the
+   * replica was known to have processed is forgotten (it may be restarting).
+   */
   private replicaFailed(error: unknown): void {
-    const now = Date.now();
-    if (now < this.replicaDownUntil) return;
-    this.counters.replicaFailures++;
-    this.replicaDownUntil = now + this.config.replicaRetryMs;
-    this.warn(
-      `The Redis replica in ${this.config.region} failed (${(error as Error)?.message ?? error}); shared-store reads go to the primary for ${this.config.replicaRetryMs} ms.`,
-    );
+    if (this.ended) return;
+    this.route?.failed(error);
   }
 
   private connectionError(which: 'primary' | 'replica', error: Error): void {

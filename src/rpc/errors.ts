@@ -70,10 +70,14 @@ export class InstancesUnreachableError extends RegionalError {
   }
 }
 
-/** The instance refused the call: a bad signature (401), too large (413), expired (410), … */
+/**
+ * The instance refused the call: a bad signature (401), too large (413), expired (410), …
+ * `remoteStatus` is what it answered; the error itself has no HTTP `status` of its own: a
+ * refusal is a configuration to fix, not something a client of this app can retry.
+ */
 export class CallRefusedError extends RegionalError {
   constructor(
-    readonly status: number,
+    readonly remoteStatus: number,
     code: string,
     message: string,
   ) {

@@ -205,7 +205,7 @@ describe("statement forwarding (writes: 'forward', 20 ms one way)", () => {
       .query('INSERT INTO events (body) VALUES ($1)', ['refused'])
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CallRefusedError);
-    expect(error).toMatchObject({ status: 403, code: 'REGIONAL_FORWARDING_OFF' });
+    expect(error).toMatchObject({ remoteStatus: 403, code: 'REGIONAL_FORWARDING_OFF' });
     expect(await events('refused')).toBe(0);
   });
 

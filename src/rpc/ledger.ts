@@ -2,6 +2,7 @@ import pg from 'pg';
 import { RegionalError } from '../core/errors.js';
 import { parseLsn } from '../core/lsn.js';
 import { commitWithLsn, isConnectionFailure } from '../pg/commit-lsn.js';
+import { primaryError } from '../pg/connections.js';
 import { normalize, send, type TransactionClient, type TransactionOptions } from '../pg/pool.js';
 
 /**
@@ -60,6 +61,8 @@ export class CallLedger {
   constructor(
     private readonly primary: pg.Pool,
     table: string,
+    /** The pool's `REGIONAL_QUERY_TIMEOUT_MS`, named in timeout errors. */
+    private readonly queryTimeoutMs = 0,
   ) {
     this.table = table
       .split('.')
@@ -79,8 +82,17 @@ export class CallLedger {
 
   /** Runs a call at most once; see the module comment for how. */
   async run<T>(spec: RunSpec<T>): Promise<LedgerOutcome<T>> {
-    await this.ensureTable();
-    const client = await this.primary.connect();
+    try {
+      await this.ensureTable();
+    } catch (error) {
+      throw primaryError(error, 'write', { sent: false, queryTimeoutMs: this.queryTimeoutMs });
+    }
+    let client: pg.PoolClient;
+    try {
+      client = await this.primary.connect();
+    } catch (error) {
+      throw primaryError(error, 'write', { sent: false, queryTimeoutMs: this.queryTimeoutMs });
+    }
     let broken: Error | undefined;
     try {
       await client.query(
@@ -113,7 +125,8 @@ export class CallLedger {
     } catch (error) {
       if (isConnectionFailure(error)) {
         broken = error as Error;
-        throw error;
+        // Whether it committed is unknown: calling again with the same id answers from the record.
+        throw primaryError(error, 'write', { client, queryTimeoutMs: this.queryTimeoutMs });
       }
       if (client.getTransactionStatus() !== 'I') {
         await client.query('ROLLBACK').catch((rollbackError: Error) => {

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '../../test/support/http-client.js';
 import { currentContext, withContext } from '../core/context.js';
+import { regionalNode } from '../http/node/index.js';
 import type { LocalCluster } from '../testing/cluster.js';
 import type { LatencyProxy } from '../testing/link/latency-proxy.js';
 import {
@@ -12,7 +15,7 @@ import {
   ProcedureNotFoundError,
 } from './errors.js';
 import type { ProcedureCall, Procedures } from './procedures.js';
-import { type App, type AppOptions, startApp, startCluster } from './test-support/apps.js';
+import { type App, type AppOptions, SECRET, startApp, startCluster } from './test-support/apps.js';
 
 // 20 ms each way between iad (primary) and syd (replica).
 const RTT_MS = 40;
@@ -465,7 +468,7 @@ describe('procedures across regions (20 ms one way)', () => {
       .call('createPost', { topicId: 1, body })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CallRefusedError);
-    expect(error).toMatchObject({ status: 421, code: 'REGIONAL_MISDIRECTED' });
+    expect(error).toMatchObject({ remoteStatus: 421, code: 'REGIONAL_MISDIRECTED' });
     expect(await postsWithBody(body)).toEqual([]);
   });
 
@@ -484,6 +487,61 @@ describe('procedures across regions (20 ms one way)', () => {
       [[old.id, recent.id]],
     );
     expect(rows).toEqual([{ id: recent.id }]);
+  });
+});
+
+describe('procedures in read requests of a replica region', () => {
+  it('a POST in readRoutes calls a procedure over RPC, is not replayed, and its token lets the next GET read the write', async () => {
+    const listener = regionalNode(
+      async (req, res) => {
+        if (req.method === 'POST') {
+          let text = '';
+          for await (const chunk of req) text += chunk;
+          const post = await syd.procedures.call<{ id: number }>('createPost', {
+            topicId: 1,
+            body: (JSON.parse(text) as { body: string }).body,
+          });
+          res.writeHead(303, { location: `/posts/${post.id}` }).end();
+        } else {
+          const id = (req.url ?? '').split('/').pop();
+          const { rows } = await syd.pool.query('SELECT body FROM posts WHERE id = $1', [id]);
+          res.writeHead(rows[0] ? 200 : 404).end(rows[0]?.body ?? '');
+        }
+      },
+      {
+        sources: [syd.pool],
+        primaryRegion: 'iad',
+        region: 'syd',
+        secret: SECRET,
+        mode: 'proxy',
+        // No instance answers there: a replay would fail, so a success ran here.
+        primaryUrl: 'http://127.0.0.1:1',
+        readRoutes: ['POST /calls'],
+        onWarning: () => {},
+      },
+    );
+    const server = http.createServer(listener);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new Client(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      await cluster.pauseReplay('syd');
+      try {
+        const post = await client.send('POST', '/calls', { json: { body: 'from a read route' } });
+        expect(post.status, post.text).toBe(303);
+        expect(post.header('x-regional-token')).toMatch(/^t1\./);
+        const readBack = client.get(post.header('location') as string);
+        await sleep(200);
+        await cluster.resumeReplay('syd');
+        expect((await readBack).text).toBe('from a read route');
+      } finally {
+        await cluster.resumeReplay('syd');
+      }
+      expect(listener.regional.stats().replays.writeInRead).toBe(0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await listener.regional.close();
+    }
   });
 });
 

@@ -210,7 +210,11 @@ export class Procedures {
       options.onWarning ?? ((message, error) => console.warn(`[regional] ${message}`, error ?? ''));
     const protocol = options.protocol ?? { min: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION };
     const { keyring } = this.config;
-    this.ledger = new CallLedger(this.pool.primaryPool, this.config.table);
+    this.ledger = new CallLedger(
+      this.pool.primaryPool,
+      this.config.table,
+      this.pool.queryTimeoutMs,
+    );
     this.transport =
       keyring &&
       new Transport(keyring, protocol, this.config.attempts, () => this.counters.retries++);
@@ -323,9 +327,10 @@ export class Procedures {
     const region = this.remoteRegion(options.region);
     const encodedInput = encodeValue(input, `the input of procedure "${name}"`);
     this.counters.calls++;
-    // A procedure writes to the primary: let the HTTP layer react as to any write — unless it
-    // is fire-and-forget (`await: false`, or a detached context), which never replays a read.
-    const record = currentContext().startWrite(options.await !== false);
+    // A procedure writes in the primary region by itself: a read request calling one is not
+    // replayed for it, but refused once its response has started (the token could not reach
+    // the client) — unless it is fire-and-forget (`await: false`, or a detached context).
+    const record = currentContext().startWrite(options.await !== false, { remote: true });
     let outcome: Omit<CallOutcome<unknown>, 'id'>;
     if (region === null) {
       this.counters.local++;

@@ -1,0 +1,262 @@
+/**
+ * RegionalPool under server faults, on a real cluster: servers killed under a query, a replica
+ * that comes back as a process that is behind, reads that fell back to the primary. Servers are
+ * killed and restarted here, so these tests have a cluster of their own.
+ */
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { withContext } from '../core/context.js';
+import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
+import { LocalCluster } from '../testing/cluster.js';
+import { LatencyProxy } from '../testing/link/latency-proxy.js';
+import { RegionalPool, type RegionalPoolOptions } from './pool.js';
+
+let cluster: LocalCluster;
+const pools: RegionalPool[] = [];
+const closers: (() => Promise<unknown>)[] = [];
+/** Exceptions nobody caught (an 'error' event without a listener) while a test ran. */
+const uncaught: Error[] = [];
+const recordUncaught = (error: Error) => uncaught.push(error);
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({
+    temporary: true,
+    regions: ['iad', 'cdg', 'syd'],
+    rttMs: { cdg: 40, syd: 40 },
+  });
+  await cluster.query(
+    'iad',
+    `CREATE TABLE items (id serial PRIMARY KEY, body text NOT NULL);
+     CREATE TABLE counters (id int PRIMARY KEY, value int NOT NULL);
+     INSERT INTO counters VALUES (1, 0);`,
+  );
+  await Promise.all([cluster.waitForReplay('syd'), cluster.waitForReplay('cdg')]);
+  process.on('uncaughtExceptionMonitor', recordUncaught);
+});
+
+afterEach(async () => {
+  for (const close of closers.splice(0)) await close();
+  await Promise.all(pools.splice(0).map((pool) => pool.end()));
+  // Every server back up and replaying, whatever a test did.
+  for (const region of ['iad', 'syd', 'cdg']) await cluster.server(region).start();
+  for (const region of ['syd', 'cdg']) await cluster.resumeReplay(region).catch(() => {});
+  await cluster.waitForStreaming(30_000);
+  expect(uncaught).toEqual([]);
+});
+
+afterAll(async () => {
+  process.off('uncaughtExceptionMonitor', recordUncaught);
+  await cluster?.stop();
+});
+
+function sydPool(options: Partial<RegionalPoolOptions> = {}): RegionalPool {
+  const syd = cluster.endpoints('syd');
+  const pool = new RegionalPool({
+    primaryRegion: 'iad',
+    region: 'syd',
+    databaseUrl: syd.databaseUrl,
+    replicaUrl: syd.replicaUrl,
+    onWarning: () => {},
+    ...options,
+  });
+  pools.push(pool);
+  return pool;
+}
+
+/** A replica URL through a proxy of the test's own, which the test can cut or switch. */
+async function replicaThroughProxy(region: string): Promise<{ url: string; proxy: LatencyProxy }> {
+  const direct = new URL(cluster.serverUrl(region));
+  const proxy = new LatencyProxy({
+    name: `test->${region} replica`,
+    targetPort: Number(direct.port),
+    oneWayMs: 0,
+  });
+  await proxy.listen();
+  closers.push(() => proxy.close());
+  direct.port = String(proxy.port);
+  return { url: direct.toString(), proxy };
+}
+
+/**
+ * A TCP path to a replica that can be switched to another server: to the pool, the replica at
+ * its URL went away and came back as another process.
+ */
+async function switchableReplica(region: string) {
+  const target = { port: Number(new URL(cluster.serverUrl(region)).port) };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const url = new URL(cluster.serverUrl(region));
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    switchTo(to: string) {
+      target.port = Number(new URL(cluster.serverUrl(to)).port);
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
+
+const slowly = 'SELECT pg_sleep(1.5), value FROM counters WHERE id = 1';
+
+describe('a server dying under a query never takes the process down', () => {
+  it('a checked read on the replica when the replica is killed: answered by the primary', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1');
+      // The write's position is not known to the replica yet: the read checks it in its round
+      // trip, on a connection the pool has checked out.
+      const read = pool.query<{ value: number }>(slowly);
+      await sleep(300);
+      await cluster.server('syd').kill();
+      const { rows } = await read;
+      expect(rows[0]?.value).toBeGreaterThan(0);
+    });
+    expect(pool.stats().primaryReads).toBeGreaterThan(0);
+  });
+
+  it('a write when the primary is killed fails with the real cause, saying it may have been sent', async () => {
+    const pool = sydPool();
+    const write = pool.query(
+      'UPDATE counters SET value = value + 1 WHERE id = 1 AND pg_sleep(1.5) IS NOT NULL',
+    );
+    await sleep(300);
+    await cluster.server('iad').kill();
+    const error = await write.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PrimaryUnavailableError);
+    expect((error as PrimaryUnavailableError).code).toBe('REGIONAL_PRIMARY_UNAVAILABLE');
+    expect((error as PrimaryUnavailableError).sent).toBe(true);
+    expect((error as Error).message).not.toMatch(/not queryable/);
+    expect((error as Error).message).toMatch(/may or may not have been committed/);
+  });
+
+  it('a transaction and a checked-out client when the primary is killed: clear errors', async () => {
+    const pool = sydPool();
+    const client = await pool.connect({ on: 'primary' });
+    await client.query('SELECT 1');
+    const transaction = pool.transaction(async (tx) => {
+      await tx.query('UPDATE counters SET value = value + 1 WHERE id = 1');
+      await tx.query('SELECT pg_sleep(1.5)');
+    });
+    await sleep(300);
+    await cluster.server('iad').kill();
+    await expect(transaction).rejects.toMatchObject({ code: 'REGIONAL_PRIMARY_UNAVAILABLE' });
+    // The checked-out client sat idle when its server died: its next query names the cause.
+    const error = await client.query('SELECT 1').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    client.release();
+    expect(error).toBeInstanceOf(RegionalError);
+    expect((error as RegionalError).code).toBe('REGIONAL_PRIMARY_UNAVAILABLE');
+    expect((error as Error).message).not.toMatch(/not queryable/);
+  });
+
+  it('while the primary is down writes fail at once saying nothing was sent; once back they work', async () => {
+    const pool = sydPool();
+    await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1');
+    await cluster.server('iad').kill();
+    // (A write sent on a pooled connection before its close arrived could not tell whether it
+    // reached the server; once the pool has heard, it knows nothing is sent.)
+    await sleep(200);
+    const error = await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'REGIONAL_PRIMARY_UNAVAILABLE', sent: false });
+    await cluster.server('iad').start();
+    await cluster.waitForStreaming(30_000);
+    // The pooled connection died with the old server: replaced, not reported.
+    const { rowCount } = await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1');
+    expect(rowCount).toBe(1);
+  });
+});
+
+describe('what the pool knows of a replica does not outlive the replica process', () => {
+  it('a replica that comes back as a process that is behind is not read until it has caught up', async () => {
+    const switchable = await switchableReplica('syd');
+    const pool = sydPool({ replicaUrl: switchable.url, replicaRetryMs: 100, maxWaitMs: 300 });
+    await cluster.pauseReplay('cdg');
+    await withContext(async () => {
+      const { rows } = await pool.query<{ id: number }>(
+        "INSERT INTO items (body) VALUES ('seen before the restart') RETURNING id",
+      );
+      const id = rows[0]?.id;
+      const read = () => pool.query('SELECT id FROM items WHERE id = $1', [id]);
+      expect((await read()).rowCount).toBe(1);
+      expect(pool.tracker?.known).not.toBeNull();
+      // The replica goes away and comes back behind (cdg, paused before the insert).
+      switchable.switchTo('cdg');
+      await sleep(500); // past the failure window: only what is remembered could send reads there
+      for (let i = 0; i < 20; i++) expect((await read()).rowCount).toBe(1);
+    });
+    expect(pool.stats().replicaRestarts).toBe(1);
+    expect(pool.stats().tracker?.forgotten).toBeGreaterThan(0);
+    // Once the new process has replayed what the primary had, reads use it again.
+    await cluster.resumeReplay('cdg');
+    const deadline = Date.now() + 10_000;
+    const before = pool.stats().replicaReads;
+    while (pool.stats().replicaReads === before && Date.now() < deadline) {
+      await pool.query('SELECT 1');
+      await sleep(50);
+    }
+    expect(pool.stats().replicaReads).toBeGreaterThan(before);
+  });
+
+  it('a killed and restarted replica forgets what was seen and counts the restart', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query("INSERT INTO items (body) VALUES ('warm')");
+      await pool.query('SELECT count(*) FROM items');
+    });
+    expect(pool.tracker?.known).not.toBeNull();
+    await cluster.server('syd').kill();
+    await sleep(200);
+    expect(pool.tracker?.known).toBeNull();
+    await cluster.server('syd').start();
+    const deadline = Date.now() + 10_000;
+    while (pool.stats().replicaRestarts === 0 && Date.now() < deadline) await sleep(50);
+    expect(pool.stats().replicaRestarts).toBe(1);
+  });
+});
+
+describe('reads served by the primary are remembered', () => {
+  it('after a read fell back to the primary, a later read in the context never sees less', async () => {
+    const { url, proxy } = await replicaThroughProxy('syd');
+    const pool = sydPool({ replicaUrl: url, replicaRetryMs: 100, maxWaitMs: 300 });
+    const other = sydPool();
+    await cluster.pauseReplay('syd');
+    // Another client's write, which the paused replica does not have.
+    await withContext(() => other.query("INSERT INTO items (body) VALUES ('from elsewhere')"));
+    const count = async () =>
+      Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM items')).rows[0]?.n);
+    await withContext(async () => {
+      await proxy.cut('refuse');
+      // The replica cannot be reached: the read is served by the primary and sees the write.
+      const first = await count();
+      await proxy.restore();
+      await sleep(400); // the replica is usable again, and still behind
+      for (let i = 0; i < 10; i++) expect(await count()).toBeGreaterThanOrEqual(first);
+    });
+  });
+});
