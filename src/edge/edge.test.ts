@@ -136,6 +136,46 @@ describe('LocalEdge', () => {
     expect(proxies).toEqual([]);
   });
 
+  it('a replay with a timeout and a fallback that does not answer in time goes back to the asker, marked', async () => {
+    // iad never answers; syd asks for the replay, and answers what came back itself.
+    const iad = await app('iad', () => {});
+    const syd = await app('syd', (seen, res) => {
+      if (seen.headers['fly-replay-failed']) {
+        res.writeHead(503).end(`back: ${seen.headers['fly-replay-failed']}`);
+        return;
+      }
+      res.writeHead(409, { 'fly-replay': 'region=iad;timeout=300ms;fallback=force_self' });
+      res.end();
+    });
+    const local = await edge({
+      apps: { iad: { port: iad.port }, syd: { port: syd.port } },
+      links: links(10).links,
+    });
+    const response = await new Client(local.url('syd')).send('POST', '/posts', {
+      json: { body: 'x' },
+      headers: { 'fly-replay-failed': 'forged by the client' },
+    });
+    expect(response.status).toBe(503);
+    expect(response.text).toBe('back: reason=timeout;region=iad');
+    expect(iad.seen).toHaveLength(1);
+    // The client's own header never reached the app.
+    expect(syd.seen[0]?.headers['fly-replay-failed']).toBeUndefined();
+    expect(syd.seen[1]?.body).toBe('{"body":"x"}');
+  });
+
+  it('parses the fly-replay fields it honours', () => {
+    expect(parseFlyReplay('region=iad;state=s;timeout=2s;fallback=force_self')).toEqual({
+      region: 'iad',
+      state: 's',
+      timeoutMs: 2000,
+      fallback: 'force_self',
+    });
+    expect(parseFlyReplay('region="iad,any";timeout=800ms;fallback=nope')).toEqual({
+      region: 'iad',
+      timeoutMs: 800,
+    });
+  });
+
   it('refuses to replay a body over the limit, an unknown region, and endless replays', async () => {
     const iad = await app('iad', replayToIad);
     const syd = await app('syd', replayToIad);

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { HOP_BY_HOP, hasBody } from '../http/headers.js';
-import { globToRegExp } from '../http/routes.js';
+import { globMatcher } from '../http/routes.js';
 
 /** Where a region's app instance listens, as reached from within its own region. */
 export interface EdgeApp {
@@ -42,6 +42,11 @@ export interface LocalEdgeOptions {
   maxReplayBodyBytes?: number;
   /** `fly-replay` answers followed for one request before giving up (default 3). */
   maxReplays?: number;
+  /**
+   * How long the edge waits for an app's answer to start before answering 504 itself, as a
+   * platform's proxy does (default 60 000 ms).
+   */
+  timeoutMs?: number;
 }
 
 /** Counters since the edge started. */
@@ -59,7 +64,7 @@ export interface LocalEdgeStats {
 interface CachedReplay {
   /** The `host/path` glob as the app gave it. */
   pattern: string;
-  matches: RegExp;
+  matches: (target: string) => boolean;
   region: string;
   expiresAt: number;
 }
@@ -70,8 +75,18 @@ const MIN_REPLAY_CACHE_SECONDS = 10;
 const ONE_MIB = 1024 * 1024;
 
 /** The fields of a `fly-replay` answer header the edge honours. */
-export function parseFlyReplay(value: string): { region?: string; state?: string } {
-  const out: { region?: string; state?: string } = {};
+export interface FlyReplay {
+  region?: string;
+  state?: string;
+  /** How long to try the replay, in ms (`timeout=2s`, `timeout=800ms`). */
+  timeoutMs?: number;
+  /** Bring the request back to the instance that asked for the replay if it fails. */
+  fallback?: 'force_self' | 'prefer_self';
+}
+
+/** Parses a `fly-replay` answer header (the fields the edge honours; others are ignored). */
+export function parseFlyReplay(value: string): FlyReplay {
+  const out: FlyReplay = {};
   for (const field of value.split(';')) {
     const eq = field.indexOf('=');
     if (eq < 0) continue;
@@ -80,6 +95,12 @@ export function parseFlyReplay(value: string): { region?: string; state?: string
     const text = raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
     if (name === 'region') out.region = text.split(',')[0]?.trim();
     if (name === 'state') out.state = text;
+    if (name === 'fallback' && (text === 'force_self' || text === 'prefer_self'))
+      out.fallback = text;
+    if (name === 'timeout') {
+      const match = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(text);
+      if (match) out.timeoutMs = Number(match[1]) * (match[2] === 's' ? 1000 : 1);
+    }
   }
   return out;
 }
@@ -95,6 +116,11 @@ export function parseFlyReplay(value: string): { region?: string; state?: string
  * sends later matching requests entering the same region straight to that region, until the
  * time is up or the region there answers `fly-replay-cache: invalidate`. A client's own
  * `fly-replay-src` header is passed on as is: the app must not trust it unless it verifies it.
+ * A replay's `timeout` and `fallback=force_self|prefer_self` are honoured: a replay that fails
+ * goes back to the instance that asked for it, with `fly-replay-failed`. (Fly's proxy counts a
+ * replay failed when it could not open a connection to the target; the local links accept
+ * connections even while cut, so here a replay also fails when the target has not answered
+ * within the `timeout` — what a partition that drops connection attempts looks like on Fly.)
  *
  * @example
  * const edge = await LocalEdge.start({ apps: { iad: { port: 3001 }, syd: { port: 3002 } }, links: cluster });
@@ -117,10 +143,12 @@ export class LocalEdge {
   private readonly replayCache = new Map<string, CachedReplay[]>();
   private readonly maxBody: number;
   private readonly maxReplays: number;
+  private readonly timeoutMs: number;
 
   private constructor(private readonly options: LocalEdgeOptions) {
     this.maxBody = options.maxReplayBodyBytes ?? ONE_MIB;
     this.maxReplays = options.maxReplays ?? 3;
+    this.timeoutMs = options.timeoutMs ?? 60_000;
   }
 
   static async start(options: LocalEdgeOptions): Promise<LocalEdge> {
@@ -231,6 +259,9 @@ export class LocalEdge {
       replaySource = `instance=replay-cache;region=${region};t=${Date.now() * 1000}`;
       region = cached.region;
     }
+    /** The replay asked for, while one is under way: its time-out and where to fall back. */
+    let asked: { from: string; replay: FlyReplay } | null = null;
+    let failed: string | undefined;
     for (let hops = 0; ; hops++) {
       const app = this.options.apps[region] as EdgeApp;
       let response: Dispatcher.ResponseData;
@@ -240,20 +271,31 @@ export class LocalEdge {
           origin: `http://${app.host ?? '127.0.0.1'}:${port}`,
           method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
           path: req.url ?? '/',
-          headers: forwardHeaders(req, replaySource),
+          headers: forwardHeaders(req, replaySource, failed),
           body,
+          headersTimeout: asked?.replay.timeoutMs ?? this.timeoutMs,
         });
       } catch (error) {
-        return this.fail(
-          res,
-          502,
-          `edge: the app in ${region} did not answer: ${(error as Error).message}`,
-        );
+        // Like a platform's proxy: what failed, never where (no addresses).
+        const code = (error as { code?: string }).code ?? 'error';
+        const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT';
+        if (asked?.replay.fallback && !failed) {
+          // Back to the instance that asked, which answers the client itself.
+          failed = `reason=${timedOut ? 'timeout' : 'unreachable'};region=${region}`;
+          region = asked.from;
+          replaySource = undefined;
+          continue;
+        }
+        if (timedOut)
+          return this.fail(res, 504, `edge: the app in ${region} did not answer in time`);
+        return this.fail(res, 502, `edge: the app in ${region} did not answer (${code})`);
       }
+      if (failed) return relay(response, res);
       const replay = response.headers['fly-replay'];
       if (replay === undefined) return relay(response, res);
       await response.body.dump();
       const next = parseFlyReplay(Array.isArray(replay) ? (replay[0] as string) : replay);
+      asked = { from: region, replay: next };
       if (!next.region || !this.options.apps[next.region])
         return this.fail(
           res,
@@ -302,7 +344,7 @@ export class LocalEdge {
     const entries = this.replayCache.get(entry);
     if (!entries) return undefined;
     const now = Date.now();
-    return entries.find((c) => c.expiresAt > now && c.matches.test(target));
+    return entries.find((c) => c.expiresAt > now && c.matches(target));
   }
 
   /**
@@ -318,8 +360,8 @@ export class LocalEdge {
   ): void {
     const seconds = Number(ttl);
     if (!Number.isFinite(seconds) || seconds < MIN_REPLAY_CACHE_SECONDS) return;
-    const matches = globToRegExp(pattern);
-    if (!matches.test(target)) return;
+    const matches = globMatcher(pattern);
+    if (!matches(target)) return;
     const now = Date.now();
     const kept = (this.replayCache.get(entry) ?? []).filter(
       (c) => c.pattern !== pattern && c.expiresAt > now,
@@ -355,10 +397,17 @@ function hostAndPath(req: http.IncomingMessage): string {
   return `${host}${query < 0 ? url : url.slice(0, query)}`;
 }
 
-function forwardHeaders(req: http.IncomingMessage, replaySource: string | undefined) {
+function forwardHeaders(
+  req: http.IncomingMessage,
+  replaySource: string | undefined,
+  replayFailed: string | undefined,
+) {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+    // `expect: 100-continue` was answered here (node:http does); undici refuses to send it on.
+    // `fly-replay-failed` is the platform's to set, never a client's.
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (name !== 'expect' && name !== 'fly-replay-failed') headers[name] = value;
   }
   const address = req.socket.remoteAddress ?? '127.0.0.1';
   headers['x-forwarded-for'] = headers['x-forwarded-for']
@@ -367,6 +416,7 @@ function forwardHeaders(req: http.IncomingMessage, replaySource: string | undefi
   headers['x-forwarded-proto'] = 'http';
   headers.via = '1.1 regional-edge';
   if (replaySource) headers['fly-replay-src'] = replaySource;
+  if (replayFailed) headers['fly-replay-failed'] = replayFailed;
   return headers;
 }
 

@@ -24,6 +24,7 @@ function expressApp(app: TestApp, middleware: RegionalExpress): express.Express 
   server.get('/touch', async (_req, res) => void res.json(await app.visit()));
   server.get('/note-fn', async (_req, res) => void res.json(await app.noteViaFunction()));
   server.get('/note-raw', async (_req, res) => void res.json(await app.noteViaRawReplica()));
+  server.get('/unavailable', async (_req, res) => void res.json(await app.unavailable()));
   server.post('/search', async (_req, res) => void res.json(await app.search()));
   server.get('/stream-write', async (_req, res) => {
     res.type('text/plain').status(200);

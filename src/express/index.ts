@@ -22,8 +22,10 @@ export type RegionalExpress = RequestHandler & {
   readonly regional: RegionalHttp;
   /**
    * Error middleware to mount after the routes: a read whose handler failed with a replica's
-   * SQLSTATE 25006 (from a client other than Regional's pool) is replayed instead. Writes
-   * through `RegionalPool` are replayed without it.
+   * SQLSTATE 25006 (from a client other than Regional's pool) is replayed instead, and
+   * Regional's own errors a client can act on (the primary unreachable, a time-out) are answered
+   * 503/504 with their code. Writes through `RegionalPool` are replayed without it. (Without
+   * it, Express's own handler still answers those errors with their `status`.)
    */
   readonly errors: ErrorRequestHandler;
 };
@@ -52,8 +54,12 @@ export function regional(options: RegionalHttp | RegionalHttpOptions = {}): Regi
     }, next);
   };
   const errors: ErrorRequestHandler = (error, req, _res, next) => {
-    if (exchanges.get(req)?.failed(error)) return;
-    next(error);
+    const exchange = exchanges.get(req);
+    if (exchange?.failed(error)) return;
+    if (!exchange) return next(error);
+    exchange.answerError(error).then((answered) => {
+      if (!answered) next(error);
+    }, next);
   };
   return Object.assign(middleware, { regional: core, errors });
 }

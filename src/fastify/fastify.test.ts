@@ -20,6 +20,7 @@ async function fastifyApp(app: TestApp, options: object): Promise<FastifyInstanc
   server.get('/touch', async () => app.visit());
   server.get('/note-fn', async () => app.noteViaFunction());
   server.get('/note-raw', async () => app.noteViaRawReplica());
+  server.get('/unavailable', async () => app.unavailable());
   server.post('/search', async () => app.search());
   server.get('/stream-write', async (_request, reply) => {
     // Raw streaming: the status line and headers go out before the write is tried.

@@ -74,6 +74,20 @@ const plugin: FastifyPluginCallback<RegionalFastifyOptions> = (fastify, options,
     exchanges.get(request)?.failed(error);
     next();
   });
+  // Regional's own errors a client can act on (503/504) are answered with their code and a
+  // message without internals; everything else goes to the error handler the app had. An app
+  // that sets its own handler later gets them with `status` and `code` to act on.
+  const previous = fastify.errorHandler;
+  fastify.setErrorHandler(function (error, request, reply) {
+    const exchange = exchanges.get(request);
+    const answer = exchange ? core.errorAnswer(exchange.state, error) : null;
+    if (!answer) return previous.call(this, error, request, reply);
+    reply.code(answer.status);
+    // Region and timing headers come with the response's start, as on every answer.
+    for (const [name, value] of answer.headers)
+      if (name === 'content-type' || name === 'retry-after') reply.header(name, value);
+    return reply.send(answer.body);
+  });
   done();
 };
 

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { ReplicationTimeoutError } from '../core/errors.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
 import { schemaLsn } from '../migrate/index.js';
@@ -21,6 +21,12 @@ export interface ReadinessReport {
 
 export interface ReadinessOptions {
   pool: RegionalPool;
+  /**
+   * Where the checks run their queries (default: the pool's own node-postgres pools). The
+   * readiness endpoint gives them connections of their own (see {@link Readiness}), so neither
+   * a flood of checks nor a busy app starves the other.
+   */
+  connections?: { primary: Queryable; replica: Queryable | null };
   /** The replica must replay the primary's current position within this (default: the pool's `maxWaitMs`). */
   maxLagMs?: number;
   /** Each check gives up after this long (default 2000 ms). */
@@ -63,6 +69,9 @@ const timed = async (
 
 const skipped = (detail: string): CheckResult => ({ status: 'skipped', detail, ms: 0 });
 
+/** What the checks query: a node-postgres pool or client. */
+export type Queryable = Pick<pg.Pool, 'query'>;
+
 /**
  * Whether this instance should receive traffic: the primary answers (and is a primary), the
  * local replica answers, is a replica, keeps up within the lag bound, and has replayed the
@@ -77,14 +86,18 @@ export async function checkReadiness(options: ReadinessOptions): Promise<Readine
   const { pool } = options;
   const timeoutMs = options.timeoutMs ?? 2000;
   const maxLagMs = options.maxLagMs ?? pool.config.maxWaitMs;
-  const query = <R extends pg.QueryResultRow>(target: pg.Pool, text: string) =>
+  const query = <R extends pg.QueryResultRow>(target: Queryable, text: string) =>
     target.query<R>({ text, query_timeout: timeoutMs } as pg.QueryConfig);
+  const connections = options.connections ?? {
+    primary: pool.primaryPool,
+    replica: pool.replicaPool,
+  };
 
   let primaryLsn: Lsn | null = null;
   let requiredSchema: Lsn | null = null;
   const primary = timed(timeoutMs, 'the primary', async () => {
     const { rows } = await query<{ standby: boolean; lsn: string }>(
-      pool.primaryPool,
+      connections.primary,
       'SELECT pg_is_in_recovery() AS standby, pg_current_wal_flush_lsn()::text AS lsn',
     );
     const row = rows[0] as { standby: boolean; lsn: string | null };
@@ -94,12 +107,12 @@ export async function checkReadiness(options: ReadinessOptions): Promise<Readine
       );
     }
     primaryLsn = parseLsn(row.lsn as string);
-    requiredSchema = await schemaLsn((sql) => query(pool.primaryPool, sql));
+    requiredSchema = await schemaLsn((sql) => query(connections.primary, sql));
     return `reachable, at ${row.lsn}`;
   });
 
   let replayed: Lsn | null = null;
-  const replicaPool = pool.replicaPool;
+  const replicaPool = connections.replica;
   const replica = replicaPool
     ? timed(timeoutMs, 'the replica', async () => {
         const { rows } = await query<{ standby: boolean; lsn: string | null }>(
@@ -175,6 +188,77 @@ export async function checkReadiness(options: ReadinessOptions): Promise<Readine
     .filter(([, check]) => check.status === 'failed')
     .map(([name]) => name);
   return { ready: failed.length === 0, region: pool.config.region, failed, checks };
+}
+
+export interface ReadinessCacheOptions extends Omit<ReadinessOptions, 'connections'> {
+  /** A report is reused for this long (default 1000 ms): a flood of checks runs one. */
+  cacheMs?: number;
+}
+
+/**
+ * Readiness as an endpoint serves it: flood-proof. At most one check runs at a time (callers
+ * meanwhile share it), its report is reused for `cacheMs`, and its queries run on connections
+ * of its own — one to the primary, one to the replica — so a flood of health checks cannot
+ * take the app's connections (nor make the app's load fail its checks), and the platform's own
+ * check gets the same answer as everyone else.
+ *
+ * @example
+ * const readiness = new Readiness({ pool });
+ * const report = await readiness.check(); // cached for a second
+ * await readiness.close();
+ */
+export class Readiness {
+  private readonly options: ReadinessOptions;
+  private readonly cacheMs: number;
+  private readonly own: pg.Pool[] = [];
+  private last: { report: ReadinessReport; at: number } | null = null;
+  private running: Promise<ReadinessReport> | null = null;
+
+  constructor(options: ReadinessCacheOptions) {
+    const { cacheMs, ...rest } = options;
+    this.cacheMs = cacheMs ?? 1000;
+    const { pool } = options;
+    const primary = this.connection(pool.primaryPool);
+    const replica = pool.replicaPool ? this.connection(pool.replicaPool) : null;
+    this.options = { ...rest, connections: { primary, replica } };
+  }
+
+  /** The latest report if it is fresh, else the one being made, else a new one. */
+  check(): Promise<ReadinessReport> {
+    const last = this.last;
+    if (last && performance.now() - last.at < this.cacheMs) return Promise.resolve(last.report);
+    this.running ??= checkReadiness(this.options)
+      .then((report) => {
+        this.last = { report, at: performance.now() };
+        return report;
+      })
+      .finally(() => {
+        this.running = null;
+      });
+    return this.running;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.own.map((pool) => pool.end().catch(() => {})));
+  }
+
+  /** One connection of its own, made like `like`'s (URL, TLS, time-outs), kept open a while. */
+  private connection(like: pg.Pool): pg.Pool {
+    const options = (like as unknown as { options: pg.PoolConfig }).options;
+    // Idle, it does not keep the process alive (a script that checks once can exit).
+    const own = new pg.Pool({
+      ...options,
+      application_name: 'regional-readiness',
+      max: 1,
+      idleTimeoutMillis: 60_000,
+      allowExitOnIdle: true,
+    });
+    // A server that dies under a check fails the check, never the process.
+    own.on('error', () => {});
+    own.on('connect', (client) => client.on('error', () => {}));
+    this.own.push(own);
+    return own;
+  }
 }
 
 /** Liveness: the process answers. */

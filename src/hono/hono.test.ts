@@ -24,6 +24,7 @@ function honoApp(app: TestApp, middleware: ReturnType<typeof regional>): Hono {
   hono.get('/touch', async (c) => c.json(await app.visit()));
   hono.get('/note-fn', async (c) => c.json(await app.noteViaFunction()));
   hono.get('/note-raw', async (c) => c.json(await app.noteViaRawReplica()));
+  hono.get('/unavailable', async (c) => c.json(await app.unavailable()));
   hono.post('/search', async (c) => c.json(await app.search()));
   hono.get('/stream-write', (c) => {
     c.header('content-type', 'text/plain');

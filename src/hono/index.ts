@@ -48,6 +48,15 @@ export function regional(options: RegionalHttp | RegionalHttpOptions = {}): Regi
       replaceResponse(c, answerResponse(await core.replay(state, webReplaySource(request, state))));
       return;
     }
+    // One of Regional's errors a client can act on (503/504), which the app's error handler
+    // answered as a bare 500: its status and code instead, and no internals.
+    const failure =
+      c.error === undefined || c.res.status !== 500 ? null : core.errorAnswer(state, c.error);
+    if (failure) {
+      await c.res.body?.cancel().catch(() => {});
+      replaceResponse(c, answerResponse(failure));
+      return;
+    }
     state.responseStarted = true;
     const response = withHeaders(c.res, core.responseHeaders(state));
     if (response !== c.res) replaceResponse(c, response);

@@ -1,8 +1,8 @@
 import type { RegionInstances } from '../core/instances.js';
-import type { Keyring } from '../core/signing.js';
+import { type Keyring, RequestVerifier, SIGNATURE_HEADER } from '../core/signing.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { PING_PATH, pingHandler, pingInstance } from '../health/ping.js';
-import { checkReadiness, liveness, type ReadinessOptions } from '../health/readiness.js';
+import { liveness, Readiness } from '../health/readiness.js';
 import { RegionalPool } from '../pg/pool.js';
 import type { ReplayAnswer } from './replay.js';
 import type { RequestView } from './request-state.js';
@@ -20,6 +20,8 @@ export interface HealthOptions {
   maxLagMs?: number;
   /** Each check gives up after this long (default 2000 ms). */
   timeoutMs?: number;
+  /** A readiness report is reused for this long (default 1000 ms): a flood of requests runs one check. */
+  cacheMs?: number;
 }
 
 const json = (status: number, body: unknown, extra: [string, string][] = []): ReplayAnswer => {
@@ -43,7 +45,8 @@ const json = (status: number, body: unknown, extra: [string, string][] = []): Re
  */
 export class RegionalEndpoints {
   private readonly ping: ((request: Request) => Promise<Response | null>) | null;
-  private readonly readiness: ReadinessOptions | null;
+  private readonly readiness: Readiness | null;
+  private readonly verifier: RequestVerifier | null;
 
   constructor(
     private readonly region: string | null,
@@ -53,7 +56,9 @@ export class RegionalEndpoints {
     private readonly primaryInstances: RegionInstances | null,
     private readonly viaPrimaryInstances: boolean,
   ) {
-    this.ping = keyring ? pingHandler({ keyring, region }) : null;
+    this.verifier = keyring ? new RequestVerifier(keyring) : null;
+    this.ping =
+      keyring && this.verifier ? pingHandler({ keyring, region, verifier: this.verifier }) : null;
     const pool =
       health === false
         ? undefined
@@ -61,35 +66,44 @@ export class RegionalEndpoints {
     this.readiness =
       health === false || !pool
         ? null
-        : {
+        : new Readiness({
             pool,
             maxLagMs: health?.maxLagMs,
             timeoutMs: health?.timeoutMs,
+            cacheMs: health?.cacheMs,
             pingPrimaryInstance: this.pingPrimary(keyring, pool),
-          };
+          });
   }
 
   /** The answer if `view` asks for one of these endpoints, else `null`. */
   match(view: RequestView): Promise<ReplayAnswer> | null {
     const path = view.path.split('?', 1)[0];
     if (path === HEALTH_LIVE_PATH) return Promise.resolve(json(200, liveness(this.region)));
-    if (path === HEALTH_READY_PATH) return this.ready();
+    if (path === HEALTH_READY_PATH) return this.ready(view);
     if (path === PING_PATH && this.ping) return this.answerPing(view);
     return null;
   }
 
-  private async ready(): Promise<ReplayAnswer> {
+  /** Closes the readiness check's own connections. */
+  async close(): Promise<void> {
+    await this.readiness?.close();
+  }
+
+  /**
+   * Readiness: the status for anyone (a platform's health check needs no more); the checks'
+   * detail — hosts, positions, causes — only for callers that sign the request like a ping.
+   */
+  private async ready(view: RequestView): Promise<ReplayAnswer> {
     if (!this.readiness) {
-      return json(200, {
-        ready: true,
-        region: this.region,
-        failed: [],
-        checks: {},
-        note: 'no RegionalPool to check',
-      });
+      return json(200, { ready: true, region: this.region, note: 'no RegionalPool to check' });
     }
-    const report = await checkReadiness(this.readiness);
-    return json(report.ready ? 200 : 503, report);
+    const report = await this.readiness.check();
+    const status = report.ready ? 200 : 503;
+    const signature = view.header(SIGNATURE_HEADER);
+    const signed =
+      signature !== undefined &&
+      this.verifier?.verify(signature, { method: view.method, path: view.path, body: '' }) === null;
+    return json(status, signed ? report : { ready: report.ready, region: report.region });
   }
 
   private async answerPing(view: RequestView): Promise<ReplayAnswer> {

@@ -42,3 +42,43 @@ export function isReadOnlyError(error: unknown): boolean {
   }
   return false;
 }
+
+/** What a client is told when one of Regional's errors a client can act on ends its request. */
+export interface ClientError {
+  status: number;
+  code: string;
+  message: string;
+}
+
+// Messages for clients: what happened and what to do, never hosts, addresses or causes.
+const CLIENT_MESSAGES: Readonly<Record<string, string>> = {
+  REGIONAL_PRIMARY_UNAVAILABLE: 'The database is unreachable right now. Retry shortly.',
+  REGIONAL_REPLICA_UNAVAILABLE: "This region's database replica is unavailable. Retry shortly.",
+  REGIONAL_REPLICATION_TIMEOUT:
+    "This region has not caught up with this client's latest change yet. Retry shortly.",
+  REGIONAL_INSTANCES_UNREACHABLE:
+    'The primary region did not answer; whether the change was applied there is unknown. Retry shortly.',
+  REGIONAL_REDIS_PRIMARY_UNAVAILABLE: 'The shared store is unreachable right now. Retry shortly.',
+  REGIONAL_QUERY_TIMEOUT:
+    'The database did not answer in time; a change may or may not have been applied. Retry shortly.',
+  REGIONAL_REPLAY_TIMEOUT: 'The primary region did not answer in time. Retry shortly.',
+};
+
+/**
+ * The status, code and client-facing message for `error` if it is a Regional error a client can
+ * act on by retrying (one with an HTTP `status`: 503 or 504), else `null`.
+ *
+ * @example
+ * const answer = clientError(error); // { status: 503, code: 'REGIONAL_PRIMARY_UNAVAILABLE', message: '…' }
+ */
+export function clientError(error: unknown): ClientError | null {
+  if (!(error instanceof RegionalError) || error.status === undefined) return null;
+  let message = CLIENT_MESSAGES[error.code] ?? 'Temporarily unavailable. Retry shortly.';
+  const { operation, sent } = error as { operation?: string; sent?: boolean };
+  if (error.code === 'REGIONAL_PRIMARY_UNAVAILABLE' && operation === 'write') {
+    message = sent
+      ? 'The database did not confirm the change; it may or may not have been applied. Retry shortly.'
+      : 'The database is unreachable right now; nothing was changed. Retry shortly.';
+  }
+  return { status: error.status, code: error.code, message };
+}

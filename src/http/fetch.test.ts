@@ -28,6 +28,7 @@ function fetchHandler(app: TestApp) {
     if (route === 'GET /visit' || route === 'GET /touch') return json(await app.visit());
     if (route === 'GET /note-fn') return json(await app.noteViaFunction());
     if (route === 'GET /note-raw') return json(await app.noteViaRawReplica());
+    if (route === 'GET /unavailable') return json(await app.unavailable());
     if (route === 'POST /search') return json(await app.search());
     if (route === 'GET /stream-write') {
       const encoder = new TextEncoder();

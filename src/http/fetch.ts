@@ -93,7 +93,11 @@ export async function handleFetch(
     await response?.body?.cancel().catch(() => {});
     return answerResponse(await regional.replay(state, webReplaySource(request, state)));
   }
-  if (failure !== undefined || !response) throw failure;
+  if (failure !== undefined || !response) {
+    const answer = regional.errorAnswer(state, failure);
+    if (answer) return answerResponse(answer);
+    throw failure;
+  }
   state.responseStarted = true;
   return withHeaders(response, regional.responseHeaders(state));
 }

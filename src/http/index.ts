@@ -12,7 +12,8 @@
 export type { TokenCookieOptions } from './cookie.js';
 export type { HealthOptions } from './endpoints.js';
 export { HEALTH_LIVE_PATH, HEALTH_READY_PATH, PING_PATH } from './endpoints.js';
-export { isReadOnlyError, LagReplayError, WriteInReadError } from './errors.js';
+export type { ClientError } from './errors.js';
+export { clientError, isReadOnlyError, LagReplayError, WriteInReadError } from './errors.js';
 export type { FetchHandler } from './fetch.js';
 export {
   answerResponse,
@@ -27,6 +28,7 @@ export type { MarkerCheck } from './marker.js';
 export { FLY_REPLAY_SRC, REPLAY_HEADER, ReplayMarkers } from './marker.js';
 export { RegionalHttp } from './regional-http.js';
 export type { ReplayAnswer, ReplaySource } from './replay.js';
+export { FLY_REPLAY_FAILED } from './replay.js';
 export type { ReplayReason, RequestView } from './request-state.js';
 export { RequestState } from './request-state.js';
 export type { RouteSpec } from './routes.js';

@@ -241,15 +241,16 @@ describe('fly-replay answers', () => {
 });
 
 describe('proxy replays', () => {
-  it('answer 502 with a clear message, counted, when no primary-region instance answers', async () => {
+  it('answer 503 with a clear message, counted and logged, when no primary-region instance answers', async () => {
     const port = await freePort(); // nothing listens there
+    const warnings: string[] = [];
     const http = new RegionalHttp({
       primaryRegion: 'iad',
       region: 'syd',
       mode: 'proxy',
       primaryUrl: `http://127.0.0.1:${port}`,
       secret: SECRET,
-      onWarning: () => {},
+      onWarning: (message) => warnings.push(message),
     });
     try {
       const response = await handleFetch(
@@ -257,14 +258,19 @@ describe('proxy replays', () => {
         new Request('http://app.test/posts', { method: 'POST', body: '{}' }),
         () => new Response('ran here'),
       );
-      expect(response.status).toBe(502);
+      // Nothing was sent: safe to retry. The client is not told where the instances are.
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toBe('1');
       expect(response.headers.get('x-regional-region')).toBe('syd');
       expect(await response.json()).toEqual({
         error: {
-          code: 'REGIONAL_REPLAY_FAILED',
-          message: `Could not replay POST /posts in the primary region (iad) through http://127.0.0.1:${port}: no instance answered (ECONNREFUSED).`,
+          code: 'REGIONAL_PRIMARY_REGION_UNAVAILABLE',
+          message:
+            'The primary region (iad) cannot be reached right now; nothing was sent there. Retry shortly.',
         },
       });
+      // The operator is.
+      expect(warnings.join('\n')).toContain(`http://127.0.0.1:${port}`);
       expect(http.stats()).toMatchObject({ replays: { write: 1 }, replayFailures: 1 });
     } finally {
       await http.close();

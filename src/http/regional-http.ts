@@ -3,9 +3,18 @@ import { ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors
 import type { ReplicatedSource } from '../core/source.js';
 import { readCookie, tokenCookie } from './cookie.js';
 import { RegionalEndpoints } from './endpoints.js';
+import { clientError } from './errors.js';
 import { REGION_HEADER, REPLAYED_FROM_HEADER, TOKEN_HEADER, timing } from './headers.js';
 import { FLY_REPLAY_SRC, flyReplayField, ReplayMarkers } from './marker.js';
-import { flyReplayAnswer, proxyReplay, type ReplayAnswer, type ReplaySource } from './replay.js';
+import {
+  FLY_REPLAY_FAILED,
+  flyReplayAnswer,
+  jsonError,
+  proxyReplay,
+  type ReplayAnswer,
+  type ReplaySource,
+  StreamedReplays,
+} from './replay.js';
 import { RequestState, type RequestView } from './request-state.js';
 import { type HttpSettings, loadHttpSettings, type RegionalHttpOptions } from './settings.js';
 import { emptyStats, type HttpStats } from './stats.js';
@@ -55,6 +64,8 @@ export class RegionalHttp {
   private readonly markers: ReplayMarkers | null;
   private readonly endpoints: RegionalEndpoints;
   private readonly counters = emptyStats();
+  // Half the connections to the primary region (16 by default) may carry streamed bodies.
+  private readonly streamed = new StreamedReplays(8);
   private sourceKeys: Map<string, ReplicatedSource> | null = null;
   private sourceKeysPending: Promise<Map<string, ReplicatedSource>> | null = null;
 
@@ -110,10 +121,25 @@ export class RegionalHttp {
     else if (marker.kind === 'trusted') {
       state.trusted = true;
       state.replayedFrom = replayOrigin(view);
+      // Its client reads a replica region's replica next: what it reads here goes in its token.
+      state.context.recordsReads = true;
       this.counters.replayedServed++;
     }
     if (settings.isPrimaryRegion) return state;
 
+    const failed = view.header(FLY_REPLAY_FAILED);
+    if (failed !== undefined && settings.mode === 'fly-replay') {
+      // The platform brought back a replay it could not deliver (it asked for none again).
+      this.counters.replayFailures++;
+      settings.warn(
+        `A replay of ${view.method} ${view.path.split('?')[0]} to ${settings.primaryRegion} did not reach it in time (${FLY_REPLAY_FAILED}: ${failed.slice(0, 200)}).`,
+      );
+      return state.reject(
+        503,
+        'REGIONAL_PRIMARY_REGION_UNAVAILABLE',
+        `The primary region (${settings.primaryRegion}) could not be reached in time. Retry shortly.`,
+      );
+    }
     if (!state.trusted && settings.routes.isWrite(view.method, view.path, view.mark))
       return state.replay('write');
     // With `primary`, reads wait per query (the pool's bound), so nothing waits here.
@@ -172,8 +198,13 @@ export class RegionalHttp {
     if (this.settings.mode === 'fly-replay') {
       return flyReplayAnswer(this.settings, markers, state, this.ownHeaders(state));
     }
-    const answer = await proxyReplay(this.settings, markers, state, source, () =>
-      this.ownHeaders(state),
+    const answer = await proxyReplay(
+      this.settings,
+      markers,
+      state,
+      source,
+      () => this.ownHeaders(state),
+      this.streamed,
     );
     if (answer.failed) this.counters.replayFailures++;
     return answer;
@@ -187,22 +218,28 @@ export class RegionalHttp {
       code: 'REGIONAL_INTERNAL',
       message: 'no rejection recorded',
     };
-    const json = JSON.stringify({ error: { code, message } });
-    return {
-      status,
-      headers: [
-        ['content-type', 'application/json; charset=utf-8'],
-        ['content-length', String(Buffer.byteLength(json))],
-        ...(status === 503 ? ([['retry-after', '1']] as [string, string][]) : []),
-        ...this.ownHeaders(state),
-      ],
-      body: Buffer.from(json),
-    };
+    return jsonError(status, code, message, this.ownHeaders(state));
   }
 
-  /** Closes kept-alive connections to the primary region. */
+  /**
+   * The answer for an error that ended a request's handler, if it is one of Regional's that a
+   * client can act on (503 or 504: unavailable or too slow for now, worth retrying): its code
+   * and a message without internals, and the details in the log. `null` for any other error,
+   * which stays the app's to handle.
+   */
+  errorAnswer(state: RequestState, error: unknown): ReplayAnswer | null {
+    const answer = clientError(error);
+    if (!answer) return null;
+    this.counters.errorsAnswered++;
+    this.settings.warn(
+      `${state.view.method} ${state.view.path.split('?')[0]} answered ${answer.status} ${answer.code}: ${(error as Error).message}`,
+    );
+    return jsonError(answer.status, answer.code, answer.message, this.ownHeaders(state));
+  }
+
+  /** Closes kept-alive connections to the primary region, and the readiness check's own. */
   async close(): Promise<void> {
-    await this.settings.instances?.close();
+    await Promise.all([this.settings.instances?.close(), this.endpoints.close()]);
   }
 
   /** @internal */

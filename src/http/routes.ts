@@ -40,29 +40,52 @@ function compile(spec: RouteSpec, option: string): Matcher {
 const PRIMARY_ONLY_PATH = /^\/[^\s?#:]*$/;
 
 /** Compiles a `primaryOnlyPaths` glob (`*` matches anything, as in Fly.io's replay cache). */
-function compilePath(pattern: string): RegExp {
+function compilePath(pattern: string): (path: string) => boolean {
   if (typeof pattern !== 'string' || !PRIMARY_ONLY_PATH.test(pattern)) {
     throw new TypeError(
       `primaryOnlyPaths: ${JSON.stringify(pattern)} is not a path pattern; write a path starting with "/" where "*" matches anything, e.g. "/api/topics/*/posts" (no ":name" parts, no query)`,
     );
   }
-  return globToRegExp(pattern);
+  return globMatcher(pattern);
 }
 
-/** A Fly.io replay cache glob as a RegExp: `*` matches anything, the rest literally. */
-export function globToRegExp(glob: string): RegExp {
-  const source = glob
-    .split('*')
-    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-    .join('.*');
-  return new RegExp(`^${source}$`);
+/**
+ * A Fly.io replay cache glob as a matcher: `*` matches anything, the rest literally. Matched
+ * without a regular expression, in time proportional to glob × text at worst: a glob with
+ * many `*` (`.*.*.*…` as a RegExp) would backtrack exponentially.
+ *
+ * @example
+ * globMatcher('example.com/api/*')('example.com/api/posts'); // true
+ */
+export function globMatcher(glob: string): (text: string) => boolean {
+  const pattern = glob.replace(/\*+/g, '*');
+  return (text) => {
+    let p = 0;
+    let t = 0;
+    let star = -1;
+    let resume = 0;
+    while (t < text.length) {
+      if (p < pattern.length && pattern[p] !== '*' && pattern[p] === text[t]) {
+        p++;
+        t++;
+      } else if (p < pattern.length && pattern[p] === '*') {
+        star = p++;
+        resume = t;
+      } else if (star >= 0) {
+        p = star + 1;
+        t = ++resume;
+      } else return false;
+    }
+    while (p < pattern.length && pattern[p] === '*') p++;
+    return p === pattern.length;
+  };
 }
 
 /** Decides per request whether it writes; built once from the options. */
 export class RouteRules {
   private readonly reads: Matcher[];
   private readonly writes: Matcher[];
-  private readonly primaryOnly: { pattern: string; regex: RegExp }[];
+  private readonly primaryOnly: { pattern: string; matches: (path: string) => boolean }[];
 
   constructor(
     readRoutes: readonly RouteSpec[] = [],
@@ -73,7 +96,7 @@ export class RouteRules {
     this.writes = writeRoutes.map((spec) => compile(spec, 'writeRoutes'));
     this.primaryOnly = primaryOnlyPaths.map((pattern) => ({
       pattern,
-      regex: compilePath(pattern),
+      matches: compilePath(pattern),
     }));
   }
 
@@ -84,7 +107,7 @@ export class RouteRules {
   primaryOnlyPattern(pathAndQuery: string): string | undefined {
     if (this.primaryOnly.length === 0) return undefined;
     const path = withoutQuery(pathAndQuery);
-    return this.primaryOnly.find(({ regex }) => regex.test(path))?.pattern;
+    return this.primaryOnly.find(({ matches }) => matches(path))?.pattern;
   }
 
   /**

@@ -74,8 +74,32 @@ export interface RegionalHttpOptions {
    * (Fly's minimum).
    */
   primaryOnlyCacheSeconds?: number;
-  /** A proxied replay gives up waiting for the primary region's answer after this long. Default 30 000 ms. */
+  /**
+   * `REGIONAL_REPLAY_TIMEOUT_MS`: a proxied replay of a write gives up waiting for the primary
+   * region's answer after this long and answers 504 (`REGIONAL_REPLAY_TIMEOUT`): whether the
+   * write happened is then unknown. Default 30 000 ms.
+   */
   replayTimeoutMs?: number;
+  /**
+   * `REGIONAL_LAG_REPLAY_TIMEOUT_MS`: a read replayed in the primary region because the local
+   * replica stayed behind (lag policy `replay`) gives up after this long and answers 504, so a
+   * request with a token ends within `maxWaitMs` plus this even when the primary region does
+   * not answer (a partition). Proxy mode; under `fly-replay` the platform's proxy replays.
+   * Default 5000 ms.
+   */
+  lagReplayTimeoutMs?: number;
+  /**
+   * Proxy mode: request bodies up to this size are read whole before a replay takes a
+   * connection to the primary region, so slow uploads cannot hold those connections; larger
+   * bodies are streamed, a few at a time (half the connections), the rest answered 503.
+   * Default 1 MiB (Fly.io replays no larger body).
+   */
+  maxReplayBodyBytes?: number;
+  /**
+   * `REGIONAL_REPLAY_BODY_TIMEOUT_MS`: proxy mode: a body to replay must arrive within this
+   * (read whole), or with no pause longer than this (streamed); else 408. Default 30 000 ms.
+   */
+  replayBodyTimeoutMs?: number;
   /** Receives warnings. Default: `console.warn`. */
   onWarning?: (message: string) => void;
   /** Read instead of `process.env`. */
@@ -106,6 +130,9 @@ export interface HttpSettings {
   readonly routes: RouteRules;
   readonly primaryOnlyCacheSeconds: number;
   readonly replayTimeoutMs: number;
+  readonly lagReplayTimeoutMs: number;
+  readonly maxReplayBodyBytes: number;
+  readonly replayBodyTimeoutMs: number;
   readonly sources: readonly ReplicatedSource[];
   readonly warn: (message: string) => void;
 }
@@ -219,10 +246,38 @@ export function loadHttpSettings(options: RegionalHttpOptions = {}): HttpSetting
     cookie: cookieSettings(options.cookie),
     routes: new RouteRules(options.readRoutes, options.writeRoutes, options.primaryOnlyPaths),
     primaryOnlyCacheSeconds: primaryOnlyCacheSeconds(options.primaryOnlyCacheSeconds),
-    replayTimeoutMs: number('replayTimeoutMs', options.replayTimeoutMs, 30_000),
+    replayTimeoutMs: positive(
+      options.replayTimeoutMs !== undefined ? 'replayTimeoutMs' : 'REGIONAL_REPLAY_TIMEOUT_MS',
+      options.replayTimeoutMs ?? env.REGIONAL_REPLAY_TIMEOUT_MS,
+      30_000,
+    ),
+    lagReplayTimeoutMs: positive(
+      options.lagReplayTimeoutMs !== undefined
+        ? 'lagReplayTimeoutMs'
+        : 'REGIONAL_LAG_REPLAY_TIMEOUT_MS',
+      options.lagReplayTimeoutMs ?? env.REGIONAL_LAG_REPLAY_TIMEOUT_MS,
+      5_000,
+    ),
+    maxReplayBodyBytes: positive('maxReplayBodyBytes', options.maxReplayBodyBytes, 1024 * 1024),
+    replayBodyTimeoutMs: positive(
+      options.replayBodyTimeoutMs !== undefined
+        ? 'replayBodyTimeoutMs'
+        : 'REGIONAL_REPLAY_BODY_TIMEOUT_MS',
+      options.replayBodyTimeoutMs ?? env.REGIONAL_REPLAY_BODY_TIMEOUT_MS,
+      30_000,
+    ),
     sources,
     warn: options.onWarning ?? ((message: string) => console.warn(`[regional] ${message}`)),
   });
+}
+
+/** A whole number > 0 (a time-out or a size: 0 would refuse everything). */
+function positive(variable: string, value: number | string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new ConfigError(variable, `must be a whole number > 0, got "${value}"`);
+  return n;
 }
 
 function primaryOnlyCacheSeconds(value: number | undefined): number {

@@ -32,6 +32,11 @@ export interface HttpStats {
   tokensIgnored: { malformed: number; forged: number; unknownKey: number; expired: number };
   /** Tokens put on responses. */
   tokensIssued: number;
+  /**
+   * Handler errors of Regional's own that were answered 503/504 with their code (the primary
+   * or a replica unavailable, a time-out), instead of a bare 500.
+   */
+  errorsAnswered: number;
 }
 
 export function emptyStats(): HttpStats {
@@ -47,5 +52,6 @@ export function emptyStats(): HttpStats {
     tokenChecksOnRead: 0,
     tokensIgnored: { malformed: 0, forged: 0, unknownKey: 0, expired: 0 },
     tokensIssued: 0,
+    errorsAnswered: 0,
   };
 }

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PrimaryUnavailableError } from '../../src/core/errors.js';
 import type { RegionalHttp, RegionalHttpOptions } from '../../src/http/index.js';
 import type { RegionalPool } from '../../src/pg/pool.js';
 
@@ -23,6 +24,7 @@ export const TEST_APP_SCHEMA = `
  * - `GET /stream-write` → starts the response, then tries to write; prints what happened
  * - `POST /search` → reads only (in `readRoutes`): `{ posts }`
  * - `GET /touch` → writes (in `writeRoutes`): `{ visits }`
+ * - `GET /unavailable` → fails as a pool does when the primary cannot be reached
  */
 export class TestApp {
   constructor(
@@ -67,6 +69,15 @@ export class TestApp {
   async search(): Promise<{ posts: number }> {
     const { rows } = await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM posts');
     return { posts: (rows[0] as { n: number }).n };
+  }
+
+  /** For `/unavailable`: the error a write gets when the primary cannot be reached. */
+  async unavailable(): Promise<never> {
+    throw new PrimaryUnavailableError('write', false, {
+      cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), {
+        code: 'ECONNREFUSED',
+      }),
+    });
   }
 
   /** For `/stream-write`: the text to end the response with, after trying to write. */

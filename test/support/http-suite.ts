@@ -88,6 +88,17 @@ async function deploy(
   };
 }
 
+/**
+ * Waits (a few seconds at most) until no connection other than replication's is open on the
+ * iad–syd link: connections closed by earlier tests finish crossing it (their last bytes are
+ * delivered after the link's delay), so they are not counted as this test's.
+ */
+async function linkQuiet(cluster: LocalCluster): Promise<void> {
+  const link = cluster.link('iad', 'syd');
+  const open = () => link.stats().openConnections - link.stats('replication').openConnections;
+  for (let i = 0; i < 50 && open() > 0; i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 /** Round trips that crossed the iad–syd link other than replication's own traffic. */
 function crossings(cluster: LocalCluster): number {
   const link = cluster.link('iad', 'syd');
@@ -198,6 +209,7 @@ export function httpBehaviourSuite(
       it('GETs in syd without a recent write are answered from the syd replica and never cross to iad', async () => {
         const client = on.client();
         const before = on.pools.syd.stats();
+        await linkQuiet(cluster);
         cluster.link('iad', 'syd').resetStats();
         for (let i = 0; i < 20; i++) {
           const response = await client.get(`/posts/${seeded}`);
@@ -496,7 +508,21 @@ export function httpBehaviourSuite(
         expect(live.json()).toEqual({ alive: true, region: 'syd' });
         const ready = await client.get('/_regional/health/ready');
         expect(ready.status, ready.text).toBe(200);
-        const report = ready.json<{ ready: boolean; checks: Record<string, { status: string }> }>();
+        // Anyone gets the status; the detail only a caller that signs the request.
+        expect(ready.json()).toEqual({ ready: true, region: 'syd' });
+        const detailed = await client.get('/_regional/health/ready', {
+          headers: {
+            [SIGNATURE_HEADER]: signRequest(new Keyring(SECRET), {
+              method: 'GET',
+              path: '/_regional/health/ready',
+              body: '',
+            }),
+          },
+        });
+        const report = detailed.json<{
+          ready: boolean;
+          checks: Record<string, { status: string }>;
+        }>();
         expect(report.ready).toBe(true);
         expect(Object.keys(report.checks)).toEqual(
           expect.arrayContaining([
@@ -528,15 +554,47 @@ export function httpBehaviourSuite(
       it('readiness fails with 503, naming the check, when the syd replica is down', async () => {
         await cluster.server('syd').stop();
         try {
-          const ready = await on.client().get('/_regional/health/ready');
+          const signed = () => ({
+            headers: {
+              [SIGNATURE_HEADER]: signRequest(new Keyring(SECRET), {
+                method: 'GET',
+                path: '/_regional/health/ready',
+                body: '',
+              }),
+            },
+          });
+          // A report is reused for a second: ask until one made after the stop answers.
+          let ready = await on.client().get('/_regional/health/ready', signed());
+          for (let i = 0; i < 40 && ready.status === 200; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            ready = await on.client().get('/_regional/health/ready', signed());
+          }
           expect(ready.status).toBe(503);
           expect(ready.json()).toMatchObject({ ready: false, failed: ['replica'], region: 'syd' });
+          const unsigned = await on.client().get('/_regional/health/ready');
+          expect(unsigned.status).toBe(503);
+          expect(unsigned.json()).toEqual({ ready: false, region: 'syd' });
           // Liveness is only about the process.
           expect((await on.client().get('/_regional/health/live')).status).toBe(200);
         } finally {
           await cluster.server('syd').start();
           await cluster.waitForReplay('syd');
         }
+      });
+
+      it('a handler failing because the primary is unreachable answers 503 with its code, and no internals', async () => {
+        const response = await on.client().get('/unavailable');
+        expect(response.status, response.text).toBe(503);
+        expect(response.header('retry-after')).toBe('1');
+        expect(response.json()).toEqual({
+          error: {
+            code: 'REGIONAL_PRIMARY_UNAVAILABLE',
+            message: 'The database is unreachable right now; nothing was changed. Retry shortly.',
+          },
+        });
+        expect(response.text).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|\bat /);
+        expectServedBy(response, 'syd');
+        expect(on.stats('syd').errorsAnswered).toBeGreaterThan(0);
       });
 
       it('a replayed request reports its trip in Server-Timing (at least the injected latency)', async () => {

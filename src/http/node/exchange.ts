@@ -106,6 +106,18 @@ export class NodeExchange {
     return true;
   }
 
+  /**
+   * The handler threw `error`, which is not a replay: if it is one of Regional's that a client
+   * can act on (503/504 with its code), answers it and resolves true; else false (the caller's).
+   */
+  async answerError(error: unknown): Promise<boolean> {
+    const answer = this.regional.errorAnswer(this.state, error);
+    if (!answer) return false;
+    if (this.res.headersSent) this.res.destroy();
+    else await writeAnswer(this.res, answer);
+    return true;
+  }
+
   /** The handler finished: if a write was stopped and it answered nothing, replay now. */
   finished(): void {
     if (this.state.blocked) void this.replayNow();

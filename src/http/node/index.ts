@@ -53,24 +53,37 @@ async function serve(
     exchange = await NodeExchange.begin(regional, req, res);
     if (exchange.handled) return await exchange.answer();
   } catch (error) {
-    return internalError(res, error);
+    return internalError(req, res, error);
   }
   try {
     await exchange.run(() => handler(req, res));
   } catch (error) {
     if (exchange.failed(error)) return;
-    return internalError(res, error);
+    if (await exchange.answerError(error)) return;
+    return internalError(req, res, error);
   }
   exchange.finished();
 }
 
-function internalError(res: ServerResponse, error: unknown): void {
-  console.error('[regional] request failed:', error);
-  if (res.headersSent) {
-    res.destroy(error as Error);
+function internalError(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+  // A client that went away (an aborted upload) is not the server's failure: nothing to log.
+  if (!clientAborted(req, error)) console.error('[regional] request failed:', error);
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
     return;
   }
   res.statusCode = 500;
   res.setHeader('content-type', 'text/plain; charset=utf-8');
   res.end('Internal Server Error');
+}
+
+/** True if `error` comes from the client closing its connection mid-request. */
+export function clientAborted(req: IncomingMessage, error: unknown): boolean {
+  const code = (error as { code?: string } | undefined)?.code;
+  return (
+    code === 'ECONNRESET' ||
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    (error as Error | undefined)?.message === 'aborted' ||
+    (req.destroyed && !req.complete)
+  );
 }

@@ -32,6 +32,7 @@ function handler(app: TestApp) {
     if (route === 'GET /visit' || route === 'GET /touch') return send(res, 200, await app.visit());
     if (route === 'GET /note-fn') return send(res, 200, await app.noteViaFunction());
     if (route === 'GET /note-raw') return send(res, 200, await app.noteViaRawReplica());
+    if (route === 'GET /unavailable') return send(res, 200, await app.unavailable());
     if (route === 'POST /search') {
       await readJson(req);
       return send(res, 200, await app.search());
