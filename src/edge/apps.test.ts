@@ -1,13 +1,17 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../../test/support/http-client.js';
 import { LocalCluster } from '../testing/cluster.js';
-import { LocalApps } from './apps.js';
+import { type AppExit, LocalApps } from './apps.js';
 
 /** An instance: answers every request with its REGION and PORT, once `$GO` exists. */
 const APP = `echo "port $PORT"; while [ ! -e "$GO" ]; do sleep 0.02; done; exec "${process.execPath}" -e "require('http').createServer((q, s) => s.end(process.env.REGION + ' ' + process.env.PORT)).listen(+process.env.PORT, '127.0.0.1')"`;
+
+/** An instance answering `REGION PORT EXTRA pid`; `/crash` makes it print a line and exit with 3. */
+const CRASHY = `exec "${process.execPath}" -e "require('http').createServer((q, s) => { if (q.url === '/crash') { console.log('crashing on purpose'); process.exit(3); } s.end([process.env.REGION, process.env.PORT, process.env.EXTRA, process.pid].join(' ')); }).listen(+process.env.PORT, '127.0.0.1')"`;
 
 let cluster: LocalCluster;
 const closers: (() => Promise<unknown>)[] = [];
@@ -42,7 +46,11 @@ async function start(go: string, options: Partial<Parameters<typeof LocalApps.st
   return apps;
 }
 
-const answer = async (port: number) => (await new Client(`http://127.0.0.1:${port}`).get('/')).text;
+/** The text an instance answers at `port` (a port, or `port/path`). */
+const answer = async (port: number | string) => {
+  const [at, path = ''] = String(port).split(/\/(.*)/);
+  return (await new Client(`http://127.0.0.1:${at}`).get(`/${path}`)).text;
+};
 
 describe('LocalApps', () => {
   it('starts one instance per region, each on its own port with its region', async () => {
@@ -108,6 +116,54 @@ describe('LocalApps', () => {
         `^The app in cdg cannot listen on PORT=${port}: .*listens there\\. Free the port or choose another in ports\\.cdg\\.$`,
       ),
     );
+  });
+
+  it('kill() ends an instance without counting a crash; restart() starts it again on the same port with the same environment', async () => {
+    const apps = await start('', {
+      command: CRASHY,
+      regionEnv: (region) => ({ EXTRA: `extra-${region}` }),
+    });
+    const port = apps.edgeApps().cdg?.port as number;
+    const [, , extra, pid] = (await answer(port)).split(' ');
+    expect(extra).toBe('extra-cdg');
+    await apps.kill('cdg');
+    await expect(answer(port)).rejects.toThrow();
+    await apps.restart('cdg');
+    expect(apps.edgeApps().cdg?.port).toBe(port);
+    const [region, samePort, sameExtra, newPid] = (await answer(port)).split(' ');
+    expect([region, samePort, sameExtra]).toEqual(['cdg', String(port), 'extra-cdg']);
+    expect(newPid).not.toBe(pid);
+    // A graceful kill, and a restart of a running instance, are not crashes either.
+    await apps.kill('iad', 'SIGTERM');
+    await apps.restart('iad');
+    await apps.restart('cdg');
+    expect(await answer(apps.edgeApps().iad?.port as number)).toMatch(/^iad /);
+    expect(apps.exits()).toEqual([]);
+    await expect(apps.kill('syd')).rejects.toThrow(
+      'No instance runs in "syd" (instances: iad, cdg)',
+    );
+    await expect(apps.restart('syd')).rejects.toThrow('No instance runs in "syd"');
+  });
+
+  it('records an instance that exits by itself, with its code and last output, and tells onExit', async () => {
+    const told: AppExit[] = [];
+    const apps = await start('', { command: CRASHY, onExit: (exit) => told.push(exit) });
+    const port = apps.edgeApps().cdg?.port as number;
+    const before = Date.now();
+    await expect(answer(`${port}/crash`)).rejects.toThrow();
+    for (let i = 0; i < 500 && apps.exits().length === 0; i++) await sleep(10);
+    const exits = apps.exits();
+    expect(exits).toHaveLength(1);
+    expect(exits[0]).toMatchObject({ region: 'cdg', code: 3, signal: null });
+    expect(exits[0]?.lastOutput).toContain('crashing on purpose');
+    expect(exits[0]?.at).toBeGreaterThanOrEqual(before);
+    expect(told).toEqual(exits);
+    // Restarted, it serves again; the record stays.
+    await apps.restart('cdg');
+    expect(await answer(port)).toMatch(/^cdg /);
+    expect(apps.exits()).toHaveLength(1);
+    await apps.stop();
+    expect(apps.exits()).toHaveLength(1);
   });
 
   it('names a bad `ports` option', async () => {

@@ -37,6 +37,23 @@ export interface LocalAppsOptions {
   ports?: Readonly<Record<string, number>>;
   /** Extra environment of one region's instance, applied last; `undefined` removes a variable. */
   regionEnv?: (region: string) => Readonly<Record<string, string | undefined>>;
+  /**
+   * Called when an instance that was listening exits without `stop()`, `kill()` or
+   * `restart()` asking it to (a crash); the same record is kept in {@link LocalApps.exits}.
+   */
+  onExit?: (exit: AppExit) => void;
+}
+
+/** An instance that exited on its own after it had started listening. */
+export interface AppExit {
+  region: string;
+  /** Exit code, or `null` when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** When it exited (`Date.now()`). */
+  at: number;
+  /** Its last lines of output (stdout and stderr), oldest first. */
+  lastOutput: string;
 }
 
 /** Variables `LocalApps` sets per instance; the same in the base environment are dropped. */
@@ -53,8 +70,13 @@ const REGION_VARIABLES = new Set([
 interface Instance {
   region: string;
   port: number;
+  env: Record<string, string>;
   child: ChildProcess;
   output: string[];
+  /** It listened once: from then on, an exit nobody asked for is a crash. */
+  listened: boolean;
+  /** `stop()`, `kill()` or `restart()` asked it to exit. */
+  exitExpected: boolean;
 }
 
 function accepts(port: number): Promise<boolean> {
@@ -75,10 +97,15 @@ function accepts(port: number): Promise<boolean> {
  * region's instance, through the latency link) and `REGIONAL_REPLAY_MODE`. Each runs in its
  * own process group, which a watchdog stops even if this process dies without cleaning up.
  *
+ * An instance that exits on its own once it listens (a crash) is recorded in {@link exits} and
+ * reported to `onExit`; {@link kill} and {@link restart} make crashes on purpose.
+ *
  * @example
  * const apps = await LocalApps.start({ command: 'node server.js', cluster });
  * const edge = await LocalEdge.start({ apps: apps.edgeApps(), links: cluster });
- * // …
+ * await apps.kill('iad'); // SIGKILL, like a crashed machine
+ * await apps.restart('iad'); // same environment and port: the edge finds it again
+ * apps.exits(); // [] — unless an instance crashed by itself
  * await edge.close();
  * await apps.stop();
  */
@@ -87,6 +114,7 @@ export class LocalApps {
   private readonly instances: Instance[] = [];
   /** The latency links made for the instances' calls to the primary's instance (by port). */
   private readonly links: number[] = [];
+  private readonly crashes: AppExit[] = [];
   private stopped = false;
 
   private constructor(private readonly options: LocalAppsOptions) {}
@@ -114,6 +142,41 @@ export class LocalApps {
     return this.instances.map((i) => ({ region: i.region, port: i.port, pid: i.child.pid ?? 0 }));
   }
 
+  /** The instances that exited on their own after they listened, in order (see `onExit`). */
+  exits(): AppExit[] {
+    return this.crashes.map((exit) => ({ ...exit }));
+  }
+
+  /**
+   * Sends `signal` to the process group of `region`'s instance and resolves once the group is
+   * gone (SIGKILL after 5 s if another signal did not end it). Not recorded as a crash. The
+   * instance stays down until {@link restart}; the edge gets connection errors meanwhile.
+   *
+   * @example
+   * await apps.kill('iad'); // as if its machine died
+   * await apps.kill('syd', 'SIGTERM'); // a graceful stop of one instance
+   */
+  async kill(region: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.end(this.instance(region), signal);
+  }
+
+  /**
+   * Starts `region`'s instance again with the same environment and port (stopping it first,
+   * with SIGTERM, if it runs); resolves once it listens. Its paths (edge, links) stay valid.
+   *
+   * @example
+   * await apps.kill('iad');
+   * await apps.restart('iad');
+   */
+  async restart(region: string): Promise<void> {
+    const old = this.instance(region);
+    await this.end(old, 'SIGTERM');
+    if (this.stopped) throw new Error(`restart(${region}): the instances were stopped`);
+    const fresh = this.spawnInstance(region, old.port, old.env);
+    this.instances[this.instances.indexOf(old)] = fresh;
+    await this.ready(fresh);
+  }
+
   /** Stops every instance (SIGTERM to its process group, SIGKILL after 5 s). */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -125,17 +188,28 @@ export class LocalApps {
   /** Stops the instances, then closes their links (they hold connections through them). */
   private async stopInstances(): Promise<void> {
     const instances = this.instances.splice(0);
-    await Promise.all(
-      instances.map(async ({ child }) => {
-        const pid = child.pid;
-        if (!pid) return;
-        signal(-pid, 'SIGTERM');
-        if (!(await waitGroupGone(pid, 5_000))) signal(-pid, 'SIGKILL');
-        this.watchdog.untrack(-pid);
-      }),
-    );
+    await Promise.all(instances.map((instance) => this.end(instance, 'SIGTERM')));
     const links = this.links.splice(0);
     await Promise.all(links.map((port) => this.options.cluster.unroute(port)));
+  }
+
+  private instance(region: string): Instance {
+    const instance = this.instances.find((i) => i.region === region);
+    if (!instance) {
+      const regions = this.instances.map((i) => i.region).join(', ');
+      throw new Error(`No instance runs in "${region}" (instances: ${regions || 'none'})`);
+    }
+    return instance;
+  }
+
+  /** Ends an instance's process group with `how` (SIGKILL after 5 s); an exit asked for. */
+  private async end(instance: Instance, how: NodeJS.Signals): Promise<void> {
+    instance.exitExpected = true;
+    const pid = instance.child.pid;
+    if (!pid) return;
+    signal(-pid, how);
+    if (!(await waitGroupGone(pid, how === 'SIGKILL' ? 10_000 : 5_000))) signal(-pid, 'SIGKILL');
+    this.watchdog.untrack(-pid);
   }
 
   private async launch(): Promise<void> {
@@ -185,7 +259,7 @@ export class LocalApps {
     base: Readonly<Record<string, string | undefined>>,
     secret: string,
   ): Promise<void> {
-    const { cluster, command } = this.options;
+    const { cluster } = this.options;
     for (const [region, port] of Object.entries(fixed)) {
       if (!(await isPortFree(port)))
         throw new PortTakenError(region, port, true, foreignListeners(port, []) ?? []);
@@ -234,36 +308,63 @@ export class LocalApps {
         if (value === undefined) delete env[key];
         else env[key] = value;
       }
-      // Its own process group, so that stopping it stops whatever the command started.
-      const child = spawn('/bin/sh', ['-c', command], {
-        cwd: this.options.cwd,
-        env,
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const instance: Instance = { region, port, child, output: [] };
-      this.instances.push(instance);
-      if (child.pid) this.watchdog.track(-child.pid, 'SIGTERM');
-      for (const stream of [child.stdout, child.stderr]) {
-        let buffer = '';
-        stream?.setEncoding('utf8');
-        stream?.on('data', (data: string) => {
-          buffer += data;
-          for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-            const line = buffer.slice(0, i);
-            buffer = buffer.slice(i + 1);
-            instance.output.push(line);
-            if (instance.output.length > 20) instance.output.shift();
-            this.options.onOutput?.(region, line);
-          }
-        });
-      }
+      this.instances.push(this.spawnInstance(region, port, env));
     }
     // Every instance settles (ready or failed) before a retry stops them all.
     const results = await Promise.allSettled(this.instances.map((i) => this.ready(i)));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     const first = failures.find((e) => !(e instanceof PortTakenError)) ?? failures[0];
     if (first) throw first;
+  }
+
+  /** Starts one instance of `region` (not waiting for it to listen). */
+  private spawnInstance(region: string, port: number, env: Record<string, string>): Instance {
+    // Its own process group, so that stopping it stops whatever the command started.
+    const child = spawn('/bin/sh', ['-c', this.options.command], {
+      cwd: this.options.cwd,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const instance: Instance = {
+      region,
+      port,
+      env,
+      child,
+      output: [],
+      listened: false,
+      exitExpected: false,
+    };
+    if (child.pid) this.watchdog.track(-child.pid, 'SIGTERM');
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffer = '';
+      stream?.setEncoding('utf8');
+      stream?.on('data', (data: string) => {
+        buffer += data;
+        for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+          const line = buffer.slice(0, i);
+          buffer = buffer.slice(i + 1);
+          instance.output.push(line);
+          if (instance.output.length > 20) instance.output.shift();
+          this.options.onOutput?.(region, line);
+        }
+      });
+    }
+    // 'close' comes after the output is read to its end: the last lines belong in the record.
+    child.once('close', (code, sig) => {
+      if (!instance.listened || instance.exitExpected) return;
+      if (child.pid) this.watchdog.untrack(-child.pid);
+      const exit: AppExit = {
+        region,
+        code,
+        signal: sig,
+        at: Date.now(),
+        lastOutput: instance.output.join('\n'),
+      };
+      this.crashes.push(exit);
+      this.options.onExit?.({ ...exit });
+    });
+    return instance;
   }
 
   private async ready(instance: Instance): Promise<void> {
@@ -286,7 +387,10 @@ export class LocalApps {
       if (await accepts(port)) {
         // Something answers on the port: the instance, or whatever took the port before it.
         const others = child.pid ? foreignListeners(port, processTree(child.pid)) : null;
-        if (!others) return;
+        if (!others) {
+          instance.listened = true;
+          return;
+        }
         throw new PortTakenError(region, port, this.options.ports?.[region] !== undefined, others);
       }
       if (Date.now() > deadline) {

@@ -134,6 +134,90 @@ describe('LocalCluster', () => {
     });
   }
 
+  /** Each proxy of `link` as `name state` (the cluster's own and any route). */
+  const states = (link: ReturnType<LocalCluster['link']>) =>
+    Object.fromEntries(link.proxies.map((p) => [p.name, p.state]));
+
+  it('a filtered cut cuts only the proxies whose name contains it, also those added while it lasts', async () => {
+    const link = cluster.link('syd', 'iad');
+    const iadPort = Number(new URL(cluster.serverUrl('iad')).port);
+    const routes: number[] = [];
+    await link.cut('refuse', 'replication');
+    try {
+      expect(link.state).toBe('up'); // the whole link is not cut
+      expect(link.stateOf('syd->iad replication')).toBe('refuse');
+      routes.push(await cluster.route({ from: 'syd', to: 'iad', port: iadPort, name: 'x' }));
+      routes.push(
+        await cluster.route({ from: 'syd', to: 'iad', port: iadPort, name: 'replication 2' }),
+      );
+      expect(states(link)).toMatchObject({
+        'syd->iad replication': 'refuse',
+        'syd->iad replication 2': 'refuse',
+        'syd->iad postgres': 'up',
+        'syd->iad x': 'up',
+      });
+      // The app's path to the primary still works while replication is cut.
+      const app = new pg.Client(cluster.endpoints('syd').databaseUrl);
+      await app.connect();
+      expect((await app.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      await app.end();
+    } finally {
+      await link.restore('replication');
+    }
+    expect(Object.values(states(link)).every((s) => s === 'up')).toBe(true);
+    const id = await insert('after a filtered cut');
+    await timeUntilVisible('syd', id);
+    for (const port of routes) await cluster.unroute(port);
+  });
+
+  it('a whole-link cut with a filtered restore heals only the matching proxies; restore() heals all', async () => {
+    const link = cluster.link('syd', 'iad');
+    await link.cut('hang');
+    try {
+      await link.restore('postgres');
+      expect(link.state).toBe('hang');
+      expect(states(link)).toMatchObject({
+        'syd->iad replication': 'hang',
+        'syd->iad postgres': 'up',
+      });
+      const app = new pg.Client(cluster.endpoints('syd').databaseUrl);
+      await app.connect();
+      expect((await app.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      await app.end();
+    } finally {
+      await link.restore();
+    }
+    expect(link.state).toBe('up');
+    expect(Object.values(states(link)).every((s) => s === 'up')).toBe(true);
+    const id = await insert('after a partial heal');
+    await timeUntilVisible('syd', id);
+  });
+
+  it('a filtered round trip applies to the matching proxies, also those added later; setRtt without a filter resets it', async () => {
+    const link = cluster.link('syd', 'iad');
+    const delay = (name: string) => link.proxies.find((p) => p.name === name)?.oneWayMs;
+    link.setRtt(500, 'replication');
+    const iadPort = Number(new URL(cluster.serverUrl('iad')).port);
+    const late = await cluster.route({
+      from: 'syd',
+      to: 'iad',
+      port: iadPort,
+      name: 'replication 3',
+    });
+    try {
+      expect(delay('syd->iad replication')).toBe(250);
+      expect(delay('syd->iad replication 3')).toBe(250);
+      expect(delay('syd->iad postgres')).toBe(RTT.syd / 2);
+      expect(link.rttMs).toBe(RTT.syd);
+      expect(link.rttOf('syd->iad replication')).toBe(500);
+    } finally {
+      link.setRtt(RTT.syd);
+    }
+    expect(delay('syd->iad replication')).toBe(RTT.syd / 2);
+    expect(delay('syd->iad replication 3')).toBe(RTT.syd / 2);
+    await cluster.unroute(late);
+  });
+
   it('a replica killed with SIGKILL and restarted catches up with nothing lost', async () => {
     const replica = cluster.server('cdg');
     const pid = replica.pid as number;

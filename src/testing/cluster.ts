@@ -97,10 +97,35 @@ function installExitHook(): void {
 
 const slotName = (region: string) => `regional_${region.replace(/-/g, '_')}`;
 
-/** A link between two regions: every proxy that crosses it shares its delay and its cuts. */
+/** A cut or a restore of the proxies whose name contains `filter` (`''`: all of them). */
+interface LinkRule {
+  filter: string;
+  state: 'up' | CutMode;
+}
+
+/**
+ * A link between two regions: every proxy that crosses it shares its delay and its cuts.
+ * Proxies are named `<from>-><to> <kind>`, e.g. `syd->iad replication`, `syd->iad postgres`,
+ * `syd->iad app`, `syd->iad edge`; a `filter` selects those whose name contains it.
+ *
+ * Cuts, restores and round trips are kept as rules, in order: each proxy, also one added
+ * later (an app's or the edge's path, made on first use), follows the last rule whose filter
+ * its name contains. So a filtered cut also cuts the matching proxies added while it lasts,
+ * and leaves every other proxy alone. A call without a filter replaces every rule of its kind.
+ *
+ * @example
+ * const link = cluster.link('iad', 'syd');
+ * await link.cut('hang', 'replication'); // replication stops; apps still reach the primary
+ * await link.restore('replication');
+ * await link.cut('refuse'); // the whole link, and every path made on it from now on
+ * await link.restore('edge'); // ... except the edge's paths
+ * await link.restore(); // everything
+ * link.setRtt(2_000, 'replication'); // a slow replication connection only
+ */
 export class RegionLink {
   readonly proxies: LatencyProxy[] = [];
-  private cutMode: CutMode | null = null;
+  private cuts: LinkRule[] = [];
+  private rtts: { filter: string; ms: number }[] = [];
 
   constructor(
     readonly a: string,
@@ -108,33 +133,59 @@ export class RegionLink {
     private rtt: number,
   ) {}
 
-  /** Round trip in milliseconds; each direction is delayed by half of it. */
+  /** Round trip in milliseconds (of the whole link; see {@link rttOf} for a filtered one). */
   get rttMs(): number {
     return this.rtt;
   }
 
+  /** The whole link's state: a filtered cut does not change it (see {@link stateOf}). */
   get state(): 'up' | CutMode {
-    return this.cutMode ?? 'up';
+    return this.cuts[0]?.filter === '' ? this.cuts[0].state : 'up';
   }
 
-  /** Changes the round trip for all traffic from now on. */
-  setRtt(ms: number): void {
+  /** What a proxy named `name` follows now: `up`, or the mode of the cut that holds it. */
+  stateOf(name: string): 'up' | CutMode {
+    return lastMatching(this.cuts, name)?.state ?? 'up';
+  }
+
+  /** The round trip a proxy named `name` gets, in milliseconds. */
+  rttOf(name: string): number {
+    return lastMatching(this.rtts, name)?.ms ?? this.rtt;
+  }
+
+  /**
+   * Changes the round trip for traffic from now on: of the whole link, or (with `filter`) of
+   * the proxies whose name contains it, including those added later.
+   */
+  setRtt(ms: number, filter?: string): void {
     if (!(ms >= 0))
       throw new RangeError(`link ${this.a}-${this.b}: round trip must be >= 0 ms, got ${ms}`);
-    this.rtt = ms;
-    for (const proxy of this.proxies) proxy.setDelay(ms / 2);
+    if (filter) {
+      this.rtts = [...this.rtts.filter((r) => r.filter !== filter), { filter, ms }];
+    } else {
+      this.rtt = ms;
+      this.rtts = [];
+    }
+    for (const proxy of this.proxies) proxy.setDelay(this.rttOf(proxy.name) / 2);
   }
 
-  /** Cuts the link: `hang` holds all traffic, `refuse` resets connections and refuses new ones. */
-  async cut(mode: CutMode = 'refuse'): Promise<void> {
-    this.cutMode = mode;
-    await Promise.all(this.proxies.map((proxy) => proxy.cut(mode)));
+  /**
+   * Cuts the link, or (with `filter`) the proxies whose name contains it, including those
+   * added while the cut lasts: `hang` holds all traffic, `refuse` resets connections and
+   * refuses new ones.
+   */
+  async cut(mode: CutMode = 'refuse', filter?: string): Promise<void> {
+    if (mode !== 'hang' && mode !== 'refuse')
+      throw new TypeError(`cut mode must be 'hang' or 'refuse', got ${mode}`);
+    await this.rule({ filter: filter ?? '', state: mode });
   }
 
-  /** Restores a cut link; traffic held by a `hang` cut is delivered. */
-  async restore(): Promise<void> {
-    this.cutMode = null;
-    await Promise.all(this.proxies.map((proxy) => proxy.restore()));
+  /**
+   * Restores a cut link, or (with `filter`) the proxies whose name contains it; traffic held
+   * by a `hang` cut is delivered.
+   */
+  async restore(filter?: string): Promise<void> {
+    await this.rule({ filter: filter ?? '', state: 'up' });
   }
 
   /** Counters summed over this link's proxies, or of the proxies whose name contains `filter`. */
@@ -161,7 +212,8 @@ export class RegionLink {
   /** @internal */
   async add(proxy: LatencyProxy): Promise<void> {
     this.proxies.push(proxy);
-    if (this.cutMode) await proxy.cut(this.cutMode);
+    if (lastMatching(this.rtts, proxy.name)) proxy.setDelay(this.rttOf(proxy.name) / 2);
+    await applyState(proxy, this.stateOf(proxy.name));
   }
 
   /** @internal Takes the proxy off the link (its counters with it); the caller closes it. */
@@ -169,6 +221,30 @@ export class RegionLink {
     const at = this.proxies.indexOf(proxy);
     if (at >= 0) this.proxies.splice(at, 1);
   }
+
+  private async rule(rule: LinkRule): Promise<void> {
+    // Without a filter the rule covers every proxy: earlier ones no longer matter.
+    if (rule.filter === '') this.cuts = rule.state === 'up' ? [] : [rule];
+    else this.cuts = [...this.cuts.filter((r) => r.filter !== rule.filter), rule];
+    // A filtered restore with nothing left to override is no rule at all.
+    if (rule.state === 'up' && this.cuts.length === 1) this.cuts = [];
+    await Promise.all(this.proxies.map((proxy) => applyState(proxy, this.stateOf(proxy.name))));
+  }
+}
+
+function lastMatching<T extends { filter: string }>(rules: readonly T[], name: string) {
+  for (let i = rules.length - 1; i >= 0; i--) {
+    const rule = rules[i] as T;
+    if (name.includes(rule.filter)) return rule;
+  }
+  return undefined;
+}
+
+/** Brings a proxy to `state` (from any other: a cut of another mode is restored first). */
+async function applyState(proxy: LatencyProxy, state: 'up' | CutMode): Promise<void> {
+  if (proxy.state === state) return;
+  if (proxy.state !== 'up') await proxy.restore();
+  if (state !== 'up') await proxy.cut(state);
 }
 
 /**
