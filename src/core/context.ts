@@ -67,6 +67,11 @@ export class ConsistencyContext {
     return true;
   }
 
+  /** True if no position is recorded: no read in this context needs to wait for anything. */
+  get empty(): boolean {
+    return this.positions.size === 0;
+  }
+
   /** The position recorded for `source`, if any. */
   position(source: string): bigint | undefined {
     return this.positions.get(source);

@@ -1,130 +1,264 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { BoundedWait } from './bounded-wait.js';
+import type { RegionSettings } from './config.js';
+import type { ConsistencyContext } from './context.js';
+import { ReplicaHealth } from './replica-health.js';
+import { type PositionPoller, ReplayTracker, type ReplayTrackerStats } from './tracker.js';
+
+/** Where a read runs. */
+export type Target = 'primary' | 'replica';
+
+/**
+ * What a read in a context does, decided at once:
+ * - `replica`: read the replica, there is nothing to wait for;
+ * - `primary`: the replica is out of use (down, restarting): read the primary;
+ * - `check`: read the replica asking its replay position in the same round trip, then tell
+ *   {@link ReplicaRoute.checked} what it said; {@link ReplicaRoute.needed} is the position;
+ * - `wait`: only {@link ReplicaRoute.choose} can tell (the source not named yet, or a replica
+ *   that just missed the bound).
+ */
+export type ReadPlan = 'replica' | 'primary' | 'check' | 'wait';
+
+/** Where a route finds its source's identity in contexts and tokens. */
+export interface KeySource {
+  /** The key, if it is known already (the route's fast path reads it). */
+  readonly known: string | null;
+  /** The key, asked for if needed. */
+  get(): Promise<string>;
+}
+
+/**
+ * A source's identity in contexts and tokens (e.g. `pg:<system identifier>`): asked once when
+ * first needed, by one caller at a time, and asked again after a failure.
+ *
+ * @example
+ * const key = new SourceKey(async () => `pg:${await systemIdentifier()}`);
+ * context.observe(key.known ?? (await key.get()), lsn);
+ */
+export class SourceKey implements KeySource {
+  private value: string | null = null;
+  private pending: Promise<string> | null = null;
+
+  constructor(private readonly ask: () => Promise<string>) {}
+
+  /** The key, if it is known already. */
+  get known(): string | null {
+    return this.value;
+  }
+
+  get(): Promise<string> {
+    if (this.value !== null) return Promise.resolve(this.value);
+    this.pending ??= this.ask().then(
+      (key) => {
+        this.value = key;
+        this.pending = null;
+        return key;
+      },
+      (error: unknown) => {
+        this.pending = null;
+        throw error;
+      },
+    );
+    return this.pending;
+  }
+
+  /** Records `position` of this source in `context`; synchronous once the key is known. */
+  record(context: ConsistencyContext, position: bigint): void | Promise<void> {
+    if (this.value !== null) {
+      context.observe(this.value, position);
+      return;
+    }
+    return this.get().then((key) => void context.observe(key, position));
+  }
+}
 
 export interface ReplicaRouteOptions {
-  /** Forgets what is known of the replica's position (its trackers' `forget()`). */
-  forget(): void;
-  /**
-   * Resolves once the replica has replayed what the primary has now; rejects to be asked again
-   * shortly. A replica that restarted is out of use until then: everything a read could have
-   * seen on its previous process is at or below the primary's position.
-   */
-  catchUp(): Promise<void>;
-  /** After a failure, reads skip the replica this long (`REGIONAL_REPLICA_RETRY_MS`). */
-  retryMs: number;
-  /** Names the replica in warnings, e.g. `the replica in syd`. */
+  settings: Pick<RegionSettings, 'maxWaitMs' | 'waitPolicy' | 'replicaRetryMs'>;
+  /** Asks the replica how far it has replayed; its connection is the replica's sentinel. */
+  poll: PositionPoller;
+  /** The source's identity in contexts and tokens. */
+  key: KeySource;
+  /** The primary's position now: what a replica that restarted must replay before reads use it. */
+  primaryPosition(): Promise<bigint>;
+  /** Names the replica in messages: `the replica in syd`. */
   name: string;
-  /** Where reads go meanwhile, for warnings, e.g. `reads go to the primary`. */
+  /** Where it is, for error messages (a redacted URL). */
+  where?: string;
+  /** Says where reads go meanwhile, in warnings: `reads go to the primary`. */
   fallback: string;
+  format?: (position: bigint) => string;
   warn(message: string, error?: unknown): void;
 }
 
-/** Counters since the route was made. */
+/** Counters of the reads a route placed, since it was made. */
 export interface ReplicaRouteStats {
+  /** Reads answered by the local replica / by the primary. */
+  replicaReads: number;
+  primaryReads: number;
+  /** Reads sent to the primary because the replica had not caught up within the bound. */
+  waitTimeouts: number;
+  /**
+   * Reads that asked the replica's position in their own round trip: it had what they needed /
+   * it was behind, and they waited.
+   */
+  checkedReads: number;
+  checkedReadsBehind: number;
   /** Times the replica failed and reads moved to the primary for a while. */
-  failures: number;
-  /** Times a restarted replica was kept out of use until it had caught up. */
-  restarts: number;
+  replicaFailures: number;
+  /** Times the replica restarted and was kept out of use until it had caught up. */
+  replicaRestarts: number;
+  tracker: ReplayTrackerStats;
 }
 
-// While a restarted replica catches up: how soon to ask again after a failed attempt.
-const CATCH_UP_RETRY_MS = 200;
-
 /**
- * Whether this region's replica may serve reads right now, and what is known of its position:
- * the part every replicated source (Postgres, Redis) shares. A replica is out of use for a
- * while after it fails; while its process cannot be told apart from a restarted one (the
- * sentinel connection is lost); and, once a restart is seen (another process start time),
- * until it has replayed what the primary had then — after a crash, recovery resumes from the
- * last restartpoint, so the new process can be behind data readers already saw. Every one of
- * these forgets the tracker's known position.
+ * The routing core every driver shares (node-postgres, postgres.js, the Redis store): for this
+ * region's replica it owns the replay tracker, the bounded wait and its policy, the replica's
+ * health (down after a failure; fenced after a restart until it has caught up; what was known
+ * of it forgotten whenever it may be another process), the source's key, and the counters. A
+ * driver asks {@link plan} where each read goes — synchronously, without allocating, on the
+ * common path — and reports what happened; it owns only its wire protocol.
  *
  * @example
- * const route = new ReplicaRoute({
- *   forget: () => tracker.forget(),
- *   catchUp: async () => void (await tracker.waitFor(await primaryPosition(), 5000)),
- *   retryMs: 2000, name: 'the replica in syd', fallback: 'reads go to the primary', warn,
- * });
- * const poller = replayLsnPoller(config, { onConnect: (epoch) => route.connected(epoch), onLost: (e) => route.lost(e) });
- * if (route.usable()) { … read on the replica … }
+ * const route = new ReplicaRoute({ settings, poll, sourceKey, primaryPosition, name, fallback: 'reads go to the primary', warn });
+ * switch (route.plan(currentContext())) {
+ *   case 'replica': return readReplica(); // then route.served('replica')
+ *   case 'primary': return readPrimary();
+ *   case 'check': return readChecked(route.needed(currentContext())); // then route.checked(…)
+ *   case 'wait': return route.choose(currentContext()).then(read);
+ * }
  */
 export class ReplicaRoute {
-  private downUntil = 0;
-  /** `lost`: no sentinel connection; `catching-up`: a restarted replica not yet caught up. */
-  private fence: 'none' | 'lost' | 'catching-up' = 'none';
-  private epoch: string | null = null;
-  private catchUps = 0;
-  private closed = false;
-  private readonly counters: ReplicaRouteStats = { failures: 0, restarts: 0 };
+  readonly tracker: ReplayTracker;
+  readonly health: ReplicaHealth;
+  private readonly bounded: BoundedWait;
+  private readonly key: KeySource;
+  private readonly counts = {
+    replicaReads: 0,
+    primaryReads: 0,
+    waitTimeouts: 0,
+    checkedReads: 0,
+    checkedReadsBehind: 0,
+  };
 
-  constructor(private readonly options: ReplicaRouteOptions) {}
-
-  /** True if reads may go to the replica now. Synchronous and allocation-free: the read path asks it. */
-  usable(): boolean {
-    if (this.fence !== 'none') return false;
-    return this.downUntil === 0 || Date.now() >= this.downUntil;
-  }
-
-  /** The replica failed (a read, a connection, a poll): out of use for `retryMs`, its position forgotten. */
-  failed(error: unknown): void {
-    this.options.forget();
-    const now = Date.now();
-    if (now < this.downUntil) return;
-    this.counters.failures++;
-    this.downUntil = now + this.options.retryMs;
-    this.options.warn(
-      `${capitalize(this.options.name)} failed (${(error as Error)?.message ?? error}); ${this.options.fallback} for ${this.options.retryMs} ms.`,
+  constructor(options: ReplicaRouteOptions) {
+    this.key = options.key;
+    this.tracker = new ReplayTracker({
+      name: options.where ? `${options.name} (${options.where})` : options.name,
+      poll: options.poll,
+      format: options.format,
+    });
+    const tracker = this.tracker;
+    this.health = new ReplicaHealth({
+      forget: () => tracker.forget(),
+      catchUp: async () => void (await tracker.waitFor(await options.primaryPosition(), 5_000)),
+      retryMs: options.settings.replicaRetryMs,
+      name: options.name,
+      fallback: options.fallback,
+      warn: options.warn,
+    });
+    this.bounded = new BoundedWait(
+      options.settings,
+      {
+        onTimeout: () => this.counts.waitTimeouts++,
+        onUnavailable: (error) => this.health.failed(error),
+      },
+      options.format,
     );
   }
 
-  /** The sentinel connection broke: until it is back, nothing says which process answers. */
-  lost(_error: unknown): void {
-    this.options.forget();
-    if (this.fence === 'none') this.fence = 'lost';
+  /** Where a read in `context` goes, if that can be said at once (see {@link ReadPlan}). */
+  plan(context: ConsistencyContext): ReadPlan {
+    if (!this.health.usable()) return 'primary';
+    const key = this.key.known;
+    if (key === null) return context.empty ? 'replica' : 'wait';
+    const needed = context.position(key);
+    if (needed === undefined || this.tracker.hasReplayed(needed)) return 'replica';
+    return this.bounded.lagging ? 'wait' : 'check';
   }
 
-  /** The sentinel connected to the replica process started at `epoch`. */
-  connected(epoch: string): void {
-    this.options.forget();
-    const previous = this.epoch;
-    this.epoch = epoch;
-    if (previous === null || previous === epoch) {
-      // The first process seen, or the same one after a broken connection.
-      if (this.fence === 'lost') this.fence = 'none';
-      return;
+  /** The position a read planned `check` must see on the replica. */
+  needed(context: ConsistencyContext): bigint {
+    return context.position(this.key.known as string) as bigint;
+  }
+
+  /**
+   * Where a read in `context` goes after waiting, if it must (up to the bound; then the policy:
+   * the primary, or `ReplicationTimeoutError`). The time waited is added to the context.
+   */
+  async choose(context: ConsistencyContext): Promise<Target> {
+    if (!this.health.usable()) return 'primary';
+    const key = this.key.known ?? (await this.key.get());
+    const needed = context.position(key);
+    if (needed === undefined || this.tracker.hasReplayed(needed)) return 'replica';
+    return this.bounded.replicaOrPrimary(this.tracker, needed, context);
+  }
+
+  /** After a checked read found the replica behind `needed`: wait like any read, within the bound. */
+  afterCheck(needed: bigint, context: ConsistencyContext): Promise<Target> {
+    return this.bounded.replicaOrPrimary(this.tracker, needed, context);
+  }
+
+  /**
+   * What a read that asked the replica's position in its own round trip learnt: true if the
+   * replica had `needed` (its answer is good). `generation` is {@link generation} from before
+   * the read was sent: a position from a replica process that may be gone is not learnt.
+   */
+  checked(replayed: bigint | null, needed: bigint, generation: number): boolean {
+    if (replayed === null) return false;
+    this.tracker.observe(replayed, generation);
+    if (replayed >= needed) {
+      this.counts.checkedReads++;
+      return true;
     }
-    this.counters.restarts++;
-    this.fence = 'catching-up';
-    this.options.warn(
-      `${capitalize(this.options.name)} restarted; ${this.options.fallback} until it has replayed what the primary has now.`,
-    );
-    void this.catchUp(++this.catchUps);
+    this.counts.checkedReadsBehind++;
+    return false;
+  }
+
+  /** See {@link ReplayTracker.generation}. */
+  get generation(): number {
+    return this.tracker.generation;
+  }
+
+  /** Counts a read answered by `target`. */
+  served(target: Target): void {
+    if (target === 'replica') this.counts.replicaReads++;
+    else this.counts.primaryReads++;
+  }
+
+  /**
+   * Resolves with the milliseconds waited once the replica has `position` (at once while it is
+   * out of use: reads go to the primary then).
+   */
+  waitFor(position: bigint, timeoutMs: number): Promise<number> {
+    if (!this.health.usable()) return Promise.resolve(0);
+    return this.tracker.waitFor(position, timeoutMs);
+  }
+
+  /** True if the replica is known to have `position`. */
+  hasReplayed(position: bigint): boolean {
+    return this.tracker.hasReplayed(position);
+  }
+
+  /** True if reads may go to the replica now. */
+  usable(): boolean {
+    return this.health.usable();
+  }
+
+  /** The replica failed (a read, a connection): out of use for a while, what was known forgotten. */
+  failed(error: unknown): void {
+    this.health.failed(error);
   }
 
   stats(): ReplicaRouteStats {
-    return { ...this.counters };
+    const health = this.health.stats();
+    return {
+      ...this.counts,
+      replicaFailures: health.failures,
+      replicaRestarts: health.restarts,
+      tracker: this.tracker.stats(),
+    };
   }
 
-  /** Stops a catch-up in progress. */
   close(): void {
-    this.closed = true;
-  }
-
-  /** Waits until the replica has replayed the primary's position now, then lets reads in. */
-  private async catchUp(ticket: number): Promise<void> {
-    const current = () => !this.closed && this.catchUps === ticket && this.fence === 'catching-up';
-    while (current()) {
-      try {
-        await this.options.catchUp();
-        if (!current()) return;
-        this.fence = 'none';
-        this.options.warn(`${capitalize(this.options.name)} has caught up; reads use it again.`);
-        return;
-      } catch {
-        // The primary could not say, or the replica is not there yet: ask again shortly.
-        await sleep(CATCH_UP_RETRY_MS, undefined, { ref: false });
-      }
-    }
+    this.health.close();
   }
 }
-
-const capitalize = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);

@@ -331,9 +331,31 @@ export class ReplayTracker {
     }
   }
 
+  /**
+   * Forgets the known position and ends every wait with `ReplicaUnavailableError`: the positions
+   * waited for mean nothing any more (the history they belong to was replaced: a Redis primary
+   * that restarted without its replication state).
+   *
+   * @example
+   * tracker.reset(new Error('the replication history changed'));
+   */
+  reset(cause: unknown): void {
+    this.forget();
+    this.rejectAll(
+      `The positions waited for on ${this.name} belong to another history: ${(cause as Error)?.message ?? cause}`,
+      cause,
+    );
+  }
+
   private failAll(cause: unknown): void {
     this.counters.pollErrors++;
-    const message = `Cannot read the replay position of ${this.name}: ${(cause as Error)?.message ?? cause}`;
+    this.rejectAll(
+      `Cannot read the replay position of ${this.name}: ${(cause as Error)?.message ?? cause}`,
+      cause,
+    );
+  }
+
+  private rejectAll(message: string, cause: unknown): void {
     for (const waiter of this.waiters.drain()) {
       if (waiter.settled) continue;
       this.settle(waiter);

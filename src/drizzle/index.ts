@@ -28,7 +28,8 @@ import {
   type SelectedFieldsOrdered,
 } from 'drizzle-orm/pg-core';
 import type { Query } from 'drizzle-orm/sql';
-import type { QueryOptions, RegionalPool } from '../pg/pool.js';
+import type { RegionalPool } from '../pg/pool.js';
+import type { QueryOptions } from '../pg/statement.js';
 
 type Kind = NonNullable<QueryOptions['kind']>;
 type Routable = {

@@ -10,5 +10,11 @@
 
 export type { PingAnswer, PingHandlerOptions, PingResult } from './ping.js';
 export { PING_PATH, pingHandler, pingInstance } from './ping.js';
-export type { CheckResult, ReadinessOptions, ReadinessReport } from './readiness.js';
-export { checkReadiness, liveness } from './readiness.js';
+export type {
+  CheckResult,
+  ReadinessCacheOptions,
+  ReadinessOptions,
+  ReadinessReport,
+  ReadinessTarget,
+} from './readiness.js';
+export { checkReadiness, isReadinessTarget, liveness, Readiness } from './readiness.js';

@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { ReplicationTimeoutError } from '../core/errors.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
+import type { ReplayTracker } from '../core/tracker.js';
 import { schemaLsn } from '../migrate/index.js';
-import type { RegionalPool } from '../pg/pool.js';
 
 /** One check's outcome. `skipped` checks could not be judged because another one failed. */
 export interface CheckResult {
@@ -19,8 +19,35 @@ export interface ReadinessReport {
   checks: Record<string, CheckResult>;
 }
 
+/** What readiness checks: a `RegionalPool` is one. */
+export interface ReadinessTarget {
+  readonly config: {
+    readonly region: string | null;
+    readonly maxWaitMs: number;
+    readonly isPrimaryRegion: boolean;
+  };
+  /** Writes travel through primary-region instances (`writes: 'forward'`): readiness pings them. */
+  readonly forwardsWrites?: boolean;
+  /** The primary, and this region's replica (`null` without one), as node-postgres pools. */
+  readonly primaryPool: pg.Pool;
+  readonly replicaPool: pg.Pool | null;
+  /** The replica's replay tracker (the lag check waits on it). */
+  readonly tracker: ReplayTracker | null;
+}
+
+/** True for an object readiness can check (a `RegionalPool`), told apart from other sources. */
+export function isReadinessTarget(value: unknown): value is ReadinessTarget {
+  const target = value as Partial<ReadinessTarget> | null;
+  return (
+    typeof target === 'object' &&
+    target !== null &&
+    typeof target.primaryPool?.query === 'function' &&
+    typeof target.config === 'object'
+  );
+}
+
 export interface ReadinessOptions {
-  pool: RegionalPool;
+  pool: ReadinessTarget;
   /**
    * Where the checks run their queries (default: the pool's own node-postgres pools). The
    * readiness endpoint gives them connections of their own (see {@link Readiness}), so neither
@@ -169,10 +196,7 @@ export async function checkReadiness(options: ReadinessOptions): Promise<Readine
     checks.lag = await timed(maxLagMs + timeoutMs, 'the replica', async () => {
       if (replayedAt >= primaryAt) return `caught up (${formatLsn(replayedAt)})`;
       try {
-        const waited = await (pool.tracker as NonNullable<RegionalPool['tracker']>).waitFor(
-          primaryAt,
-          maxLagMs,
-        );
+        const waited = await (pool.tracker as ReplayTracker).waitFor(primaryAt, maxLagMs);
         return `replayed the primary's position ${formatLsn(primaryAt)} in ${Math.round(waited)} ms`;
       } catch (error) {
         if (error instanceof ReplicationTimeoutError) {

@@ -2,8 +2,12 @@ import type { RegionInstances } from '../core/instances.js';
 import { type Keyring, RequestVerifier, SIGNATURE_HEADER } from '../core/signing.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { PING_PATH, pingHandler, pingInstance } from '../health/ping.js';
-import { liveness, Readiness } from '../health/readiness.js';
-import { RegionalPool } from '../pg/pool.js';
+import {
+  isReadinessTarget,
+  liveness,
+  Readiness,
+  type ReadinessTarget,
+} from '../health/readiness.js';
 import type { ReplayAnswer } from './replay.js';
 import type { RequestView } from './request-state.js';
 
@@ -15,7 +19,7 @@ export { PING_PATH };
 
 export interface HealthOptions {
   /** The pool whose primary, replica, lag and schema readiness checks (default: the first `RegionalPool` among `sources`). */
-  pool?: RegionalPool;
+  pool?: ReadinessTarget;
   /** The replica must replay the primary's position within this (default: the pool's `maxWaitMs`). */
   maxLagMs?: number;
   /** Each check gives up after this long (default 2000 ms). */
@@ -62,7 +66,7 @@ export class RegionalEndpoints {
     const pool =
       health === false
         ? undefined
-        : (health?.pool ?? sources.find((s): s is RegionalPool => s instanceof RegionalPool));
+        : (health?.pool ?? (sources.find(isReadinessTarget) as ReadinessTarget | undefined));
     this.readiness =
       health === false || !pool
         ? null
@@ -119,7 +123,7 @@ export class RegionalEndpoints {
   /** Where writes reach the primary through primary-region instances, readiness pings them. */
   private pingPrimary(
     keyring: Keyring | null,
-    pool: RegionalPool,
+    pool: ReadinessTarget,
   ): (() => Promise<void>) | undefined {
     const instances = this.primaryInstances;
     if (!instances || !keyring || pool.config.isPrimaryRegion) return undefined;

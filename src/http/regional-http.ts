@@ -15,7 +15,7 @@ import {
   type ReplaySource,
   StreamedReplays,
 } from './replay.js';
-import { RequestState, type RequestView } from './request-state.js';
+import { RequestState, type RequestView, type StateOwner } from './request-state.js';
 import { type HttpSettings, loadHttpSettings, type RegionalHttpOptions } from './settings.js';
 import { emptyStats, type HttpStats } from './stats.js';
 import { decodeToken, encodeToken, type Positions, type TokenFailure } from './token.js';
@@ -64,6 +64,8 @@ export class RegionalHttp {
   private readonly markers: ReplayMarkers | null;
   private readonly endpoints: RegionalEndpoints;
   private readonly counters = emptyStats();
+  /** What a request's state reports to. */
+  private readonly owner: StateOwner;
   // Half the connections to the primary region (16 by default) may carry streamed bodies.
   private readonly streamed = new StreamedReplays(8);
   private sourceKeys: Map<string, ReplicatedSource> | null = null;
@@ -71,6 +73,12 @@ export class RegionalHttp {
 
   constructor(options: RegionalHttpOptions = {}) {
     this.settings = loadHttpSettings(options);
+    this.owner = {
+      settings: this.settings,
+      countWriteInReadFailure: () => {
+        this.counters.writeInReadFailures++;
+      },
+    };
     this.markers = this.settings.keyring ? new ReplayMarkers(this.settings.keyring) : null;
     this.endpoints = new RegionalEndpoints(
       this.settings.region,
@@ -110,9 +118,9 @@ export class RegionalHttp {
     const settings = this.settings;
     // Regional's own endpoints (health, ping) answer before any token, wait or replay.
     const own = this.endpoints.match(view);
-    if (own) return new RequestState(this, view, new ConsistencyContext()).respond(await own);
+    if (own) return new RequestState(this.owner, view, new ConsistencyContext()).respond(await own);
     const positions = this.readTokens(view);
-    const state = new RequestState(this, view, new ConsistencyContext(positions));
+    const state = new RequestState(this.owner, view, new ConsistencyContext(positions));
     const markers = this.markers;
     if (!settings.primaryRegion || !markers) return state;
 
@@ -240,11 +248,6 @@ export class RegionalHttp {
   /** Closes kept-alive connections to the primary region, and the readiness check's own. */
   async close(): Promise<void> {
     await Promise.all([this.settings.instances?.close(), this.endpoints.close()]);
-  }
-
-  /** @internal */
-  countWriteInReadFailure(): void {
-    this.counters.writeInReadFailures++;
   }
 
   /** Region and timing headers, on every answer (a token is added only where a handler ran). */

@@ -32,7 +32,8 @@ import {
   type TransactionSettings,
 } from 'kysely';
 import type { RegionalClient } from '../pg/client.js';
-import type { QueryOptions, RegionalPool } from '../pg/pool.js';
+import type { RegionalPool } from '../pg/pool.js';
+import type { QueryOptions } from '../pg/statement.js';
 
 export interface RegionalDialectConfig {
   pool: RegionalPool;

@@ -1,19 +1,30 @@
+import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import { currentContext } from '../core/context.js';
-import type { Lsn } from '../core/lsn.js';
-import { inspectSql, type StatementInfo } from './classify.js';
+import type { Target } from '../core/route.js';
+import type { StatementInfo } from './classify.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
-import { primaryError } from './connections.js';
 import { forwardedTransactionError } from './forwarding.js';
 import {
   checksInRoundTrip,
   normalize,
+  type QueryConfig,
   type QueryInput,
   type QueryOptions,
-  type RegionalPool,
   send,
-  type Target,
-} from './pool.js';
+  statementInfo,
+} from './statement.js';
+import type { TransactionDeps } from './transaction.js';
+
+/** The connection a client holds right now, and on which server. */
+interface Bound {
+  on: Target;
+  client: pg.PoolClient;
+  /** Passes the connection's errors on to this client's listeners. */
+  forward: (error: Error) => void;
+}
+
+let open: (deps: TransactionDeps, pinned: Target | undefined) => RegionalClient;
 
 /**
  * A checked-out client, as `pool.connect()` gives with `pg.Pool`. Unless pinned with
@@ -23,6 +34,9 @@ import {
  * primary — and its `COMMIT` records the commit LSN. A read (or `BEGIN READ ONLY`) that needs
  * a write the replica is not known to have asks for the replica's position in its own round
  * trip, as `pool.query` does.
+ *
+ * Like a `pg.PoolClient` it emits `'error'` when the connection it holds breaks (to listeners,
+ * if any: without one nothing is thrown, and the next query reports the cause).
  *
  * Moving between servers starts a new session: settings made with `SET`, temporary tables
  * and prepared statements do not follow. Pin the client (`{ on: 'primary' }`) to keep them.
@@ -38,19 +52,25 @@ import {
  *   client.release();
  * }
  */
-export class RegionalClient {
-  private bound: { on: Target; client: pg.PoolClient } | null = null;
-  private released = false;
+export class RegionalClient extends EventEmitter {
+  static {
+    open = (deps, pinned) => new RegionalClient(deps, pinned);
+  }
 
-  /** @internal */
-  constructor(
-    private readonly pool: RegionalPool,
-    private readonly pinned: Target | undefined,
-  ) {}
+  readonly #deps: TransactionDeps;
+  readonly #pinned: Target | undefined;
+  #bound: Bound | null = null;
+  #released = false;
+
+  private constructor(deps: TransactionDeps, pinned: Target | undefined) {
+    super();
+    this.#deps = deps;
+    this.#pinned = pinned;
+  }
 
   /** The server this client is connected to right now, if any. */
-  get on(): Target | null {
-    return this.bound?.on ?? null;
+  get server(): Target | null {
+    return this.#bound?.on ?? null;
   }
 
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
@@ -58,84 +78,94 @@ export class RegionalClient {
     values?: unknown[],
     options?: QueryOptions,
   ): Promise<pg.QueryResult<R>> {
-    if (this.released)
+    if (this.#released)
       throw new Error('This client was released; check out another with pool.connect()');
     const config = normalize(input, values);
-    const pool = this.pool;
-    const multi = pool.config.mode === 'multi';
-    const inspected = inspectSql(config.text);
-    const info =
-      options?.kind === 'write' && inspected.kind === 'read'
-        ? { ...inspected, kind: 'write' as const }
-        : inspected;
-    const bound = this.bound;
+    const { config: settings, reader, writer } = this.#deps;
+    const multi = settings.mode === 'multi';
+    const info = statementInfo(config.text, options?.kind);
+    const bound = this.#bound;
 
     if (bound && bound.client.getTransactionStatus() !== 'I') {
       // Inside a transaction: everything stays on its server.
       if (info.control === 'commit' && bound.on === 'primary' && multi) {
-        const { result, lsn, flushed } = await this.guard(bound, commitWithLsn(bound.client));
-        pool.countWrite();
+        const { result, lsn, flushed } = await this.#guard(bound, commitWithLsn(bound.client));
+        writer.writes++;
         const context = currentContext();
         if (options?.await !== false && !context.detached) {
-          if (lsn !== null) await pool.observe(context, lsn);
+          if (lsn !== null) await writer.record(context, lsn);
           // It read on the primary: later reads on a replica must see no less.
-          else if (flushed !== null && pool.recordsPrimaryReads(context))
-            await pool.observe(context, flushed);
+          else if (flushed !== null && reader.recordsPrimaryReads(context))
+            await writer.record(context, flushed);
         }
         return result as pg.QueryResult<R>;
       }
-      return this.guard(bound, send<R>(bound.client, config));
+      return this.#guard(bound, send<R>(bound.client, config));
     }
 
-    const chosen = options?.on ?? this.pinned;
+    const chosen = options?.on ?? this.#pinned;
+    const route = reader.route;
     let on: Target = chosen ?? (info.kind === 'read' ? 'replica' : 'primary');
-    if (!multi || (on === 'replica' && !pool.replicaPool)) on = 'primary';
-    let check: Lsn | undefined;
-    if (on === 'replica' && !chosen) {
-      check = checksOnReplica(config, info) ? pool.positionToCheck() : undefined;
-      if (check === undefined) on = await pool.readTarget();
+    if (!multi || (on === 'replica' && !route)) on = 'primary';
+    let check: bigint | undefined;
+    if (on === 'replica' && !chosen && route) {
+      const context = currentContext();
+      const plan = route.plan(context);
+      if (plan === 'check' && checksOnReplica(config, info)) check = route.needed(context);
+      else if (plan === 'replica' || plan === 'primary') on = plan;
+      else on = await route.choose(context);
     }
-    if (on === 'primary' && info.kind === 'write' && pool.forwardsWrites) {
+    if (on === 'primary' && info.kind === 'write' && writer.forwardsWrites) {
       // Forward mode: single writes travel to the primary region; a transaction cannot.
       if (info.control === 'begin' || info.control === 'other') throw forwardedTransactionError();
-      if (!info.control) return pool.write(config, info, options) as Promise<pg.QueryResult<R>>;
+      if (!info.control) return writer.write(config, info, options) as Promise<pg.QueryResult<R>>;
     }
-    return this.run<R>(config, info, options, on, chosen, check);
+    return this.#run<R>(config, info, options, on, chosen, check);
+  }
+
+  /** Returns the connection to its pool; pass an error to discard a broken connection. */
+  release(error?: Error | boolean): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#unbind(error);
   }
 
   /** Runs a statement outside a transaction on `on`; with `check`, checked on the replica. */
-  private async run<R extends pg.QueryResultRow>(
-    config: pg.QueryConfig,
+  async #run<R extends pg.QueryResultRow>(
+    config: QueryConfig,
     info: StatementInfo,
     options: QueryOptions | undefined,
     on: Target,
     chosen: Target | undefined,
-    check: Lsn | undefined,
+    check: bigint | undefined,
   ): Promise<pg.QueryResult<R>> {
-    const pool = this.pool;
+    const { config: settings, reader, writer } = this.#deps;
     const record =
       on === 'primary' &&
       info.kind === 'write' &&
       currentContext().startWrite(options?.await !== false);
-    const client = await this.bind(on);
-    const current = this.bound as { on: Target; client: pg.PoolClient };
+    const client = await this.#bind(on);
+    const current = this.#bound as Bound;
 
-    if (pool.config.mode === 'multi' && current.on === 'primary' && !info.control) {
+    if (settings.mode === 'multi' && current.on === 'primary' && !info.control) {
       const context = currentContext();
       if (info.kind === 'write') {
-        const committed = await this.guard(
+        const committed = await this.#guard(
           current,
           writeWithCommitLsn(client, config, info.statements),
         );
-        pool.countWrite();
-        if (committed.lsn !== null && record) await pool.observe(context, committed.lsn);
+        writer.writes++;
+        if (committed.lsn !== null && record) await writer.record(context, committed.lsn);
         return committed.result as pg.QueryResult<R>;
       }
-      if (pool.recordsPrimaryReads(context)) {
+      if (reader.recordsPrimaryReads(context)) {
         // A read on the primary records the primary's position after it, in its round trip.
-        const read = await this.guard(current, writeWithCommitLsn(client, config, info.statements));
-        pool.countPrimaryRead();
-        if (read.flushed != null) await pool.observe(context, read.flushed);
+        const read = await this.#guard(
+          current,
+          writeWithCommitLsn(client, config, info.statements),
+        );
+        reader.served('primary');
+        if (read.flushed != null) await writer.record(context, read.flushed);
         return read.result as pg.QueryResult<R>;
       }
     }
@@ -143,13 +173,13 @@ export class RegionalClient {
     try {
       result =
         check !== undefined && current.on === 'replica'
-          ? ((await this.guard(
+          ? ((await this.#guard(
               current,
               info.control === 'begin'
-                ? pool.beginChecked(client, config.text, check)
-                : pool.readCheckedOn(client, config, check),
+                ? reader.beginChecked(client, config.text, check)
+                : reader.readCheckedOn(client, config, check),
             )) as pg.QueryResult<R> | null)
-          : await this.guard(current, send<R>(client, config));
+          : await this.#guard(current, send<R>(client, config));
     } catch (error) {
       const retryOnPrimary =
         current.on === 'replica' &&
@@ -157,45 +187,45 @@ export class RegionalClient {
         !info.control &&
         ((error as { code?: string }).code === '25006' || isConnectionFailure(error));
       if (!retryOnPrimary) throw error;
-      if (isConnectionFailure(error)) pool.replicaFailed(error);
-      await this.bind('primary');
+      if (isConnectionFailure(error)) reader.route?.failed(error);
+      await this.#bind('primary');
       return this.query<R>(config, undefined, { ...options, on: 'primary' });
     }
     if (result === null) {
       // A checked statement found the replica behind: wait like any read, then run it again.
-      const target = await pool.waitAfterCheck(check as Lsn);
-      return this.run<R>(config, info, options, target, chosen, undefined);
+      const route = reader.route as NonNullable<typeof reader.route>;
+      const target = await route.afterCheck(check as bigint, currentContext());
+      return this.#run<R>(config, info, options, target, chosen, undefined);
     }
-    if (current.on === 'replica') pool.countReplicaRead();
-    else if (info.kind === 'read' && !info.control) pool.countPrimaryRead();
+    if (current.on === 'replica') reader.served('replica');
+    else if (info.kind === 'read' && !info.control) reader.served('primary');
     return result;
   }
 
-  /** Returns the connection to its pool; pass an error to discard a broken connection. */
-  release(error?: Error | boolean): void {
-    if (this.released) return;
-    this.released = true;
-    this.unbind(error);
-  }
-
-  private async bind(on: Target): Promise<pg.PoolClient> {
-    if (this.bound?.on === on) return this.bound.client;
-    this.unbind();
+  async #bind(on: Target): Promise<pg.PoolClient> {
+    if (this.#bound?.on === on) return this.#bound.client;
+    this.#unbind();
+    const { reader, writer } = this.#deps;
     let client: pg.PoolClient | null;
     if (on === 'replica') {
-      client = await this.pool.checkoutReplica();
-      if (!client) return this.bind('primary');
+      client = await reader.checkoutReplica();
+      if (!client) return this.#bind('primary');
     } else {
-      client = await this.pool.connectPrimary();
+      client = await writer.connect();
     }
-    this.bound = { on, client };
+    const forward = (error: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    };
+    client.on('error', forward);
+    this.#bound = { on, client, forward };
     return client;
   }
 
-  private unbind(error?: Error | boolean): void {
-    const bound = this.bound;
-    this.bound = null;
+  #unbind(error?: Error | boolean): void {
+    const bound = this.#bound;
+    this.#bound = null;
     if (!bound) return;
+    bound.client.removeListener('error', bound.forward);
     // Never hand a connection in an open transaction back to the pool.
     const dirty = !error && bound.client.getTransactionStatus() !== 'I';
     bound.client.release(dirty ? new Error('released inside a transaction') : error);
@@ -205,23 +235,22 @@ export class RegionalClient {
    * Runs `work` on `bound`; a broken connection is dropped so the next query gets a new one. A
    * broken connection to the primary is a `PrimaryUnavailableError` with the real cause.
    */
-  private async guard<T>(
-    bound: { on: Target; client: pg.PoolClient },
-    work: Promise<T>,
-  ): Promise<T> {
+  async #guard<T>(bound: Bound, work: Promise<T>): Promise<T> {
     try {
       return await work;
     } catch (error) {
       if (!isConnectionFailure(error)) throw error;
-      if (this.bound === bound) this.unbind(error as Error);
+      if (this.#bound === bound) this.#unbind(error as Error);
       if (bound.on === 'replica') throw error;
       const inTransaction = bound.client.getTransactionStatus() !== 'I';
-      throw primaryError(error, inTransaction ? 'write' : 'read', {
-        client: bound.client,
-        queryTimeoutMs: this.pool.queryTimeoutMs,
-      });
+      throw this.#deps.writer.error(error, inTransaction ? 'write' : 'read', bound.client);
     }
   }
+}
+
+/** A client of the pool `deps` belong to, pinned to `pinned` if given. */
+export function openClient(deps: TransactionDeps, pinned: Target | undefined): RegionalClient {
+  return open(deps, pinned);
 }
 
 /**

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { PrimaryUnavailableError, QueryTimeoutError } from '../core/errors.js';
 import { isConnectionFailure } from './commit-lsn.js';
 
@@ -51,4 +51,60 @@ export function primaryError(
     return new QueryTimeoutError('primary', options.queryTimeoutMs, { cause: error });
   const cause = (options.client && causes.get(options.client)) ?? error;
   return new PrimaryUnavailableError(operation, options.sent ?? !unsent(error), { cause });
+}
+
+/**
+ * A pg.Client that gives up connecting after `ms` unless told otherwise. Set on the pool's
+ * `connectionTimeoutMillis` instead, pg-pool would also arm a timer on every checkout of an
+ * idle connection, which costs more than Regional's routing on the read path.
+ */
+function clientWithConnectTimeout(ms: number): typeof pg.Client {
+  return class extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      const options = typeof config === 'string' ? { connectionString: config } : (config ?? {});
+      super({ connectionTimeoutMillis: ms, ...options });
+    }
+  };
+}
+
+/**
+ * A node-postgres pool on `url`, every connection of it guarded (see {@link guardConnections}):
+ * connecting gives up after `connectMs` unless `options` say otherwise.
+ */
+export function guardedPool(
+  url: string,
+  connectMs: number,
+  options: Omit<pg.PoolConfig, 'connectionString'>,
+  onError: (error: Error) => void,
+): pg.Pool {
+  const pool = new pg.Pool({
+    Client: clientWithConnectTimeout(connectMs),
+    ...options,
+    connectionString: url,
+  });
+  guardConnections(pool, onError);
+  return pool;
+}
+
+/**
+ * Asks for the cluster's system identifier on a connection of its own, made as `pool` makes
+ * its connections. Not on one of the pool's: the caller may be a transaction recording its
+ * commit, and every connection of the pool may be held by such callers, all waiting for this.
+ */
+export async function systemIdentifier(pool: pg.Pool): Promise<string> {
+  const Client = (pool.options.Client ?? pg.Client) as typeof pg.Client;
+  const client = new Client(pool.options);
+  // A connection that fails mid-query rejects the query; the event would only crash the process.
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string }>(
+      'SELECT system_identifier::text AS id FROM pg_control_system()',
+    );
+    return (rows[0] as { id: string }).id;
+  } finally {
+    // The answer (or the query's error) is in hand; failing to close a one-off connection
+    // changes neither, and the server drops it when the socket goes.
+    await client.end().catch(() => {});
+  }
 }

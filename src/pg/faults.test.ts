@@ -172,6 +172,25 @@ describe('a server dying under a query never takes the process down', () => {
     expect((error as Error).message).not.toMatch(/not queryable/);
   });
 
+  it('like pg: a checked-out client and the pool tell their error listeners when connections break', async () => {
+    const pool = sydPool();
+    const poolErrors: Error[] = [];
+    pool.on('error', (error) => poolErrors.push(error));
+    const client = await pool.connect({ on: 'primary' });
+    const clientErrors: Error[] = [];
+    const onError = (error: Error) => clientErrors.push(error);
+    client.on('error', onError);
+    await client.query('SELECT 1');
+    await pool.query('SELECT 1', [], { on: 'primary' }); // leaves an idle connection in the pool
+    await cluster.server('iad').kill();
+    for (let i = 0; i < 50 && (clientErrors.length === 0 || poolErrors.length === 0); i++)
+      await sleep(20);
+    expect(clientErrors.length).toBeGreaterThan(0);
+    expect(poolErrors.length).toBeGreaterThan(0);
+    client.removeListener('error', onError);
+    client.release();
+  });
+
   it('while the primary is down writes fail at once saying nothing was sent; once back they work', async () => {
     const pool = sydPool();
     await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1');

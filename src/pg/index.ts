@@ -13,14 +13,8 @@ export { RegionalClient } from './client.js';
 export type { CommittedWrite } from './commit-lsn.js';
 export { commitWithLsn, writeWithCommitLsn } from './commit-lsn.js';
 export type { WriteForwarder, WriteMode } from './forwarding.js';
-export type {
-  QueryInput,
-  QueryOptions,
-  RegionalPoolOptions,
-  RegionalPoolStats,
-  Target,
-  TransactionClient,
-  TransactionOptions,
-} from './pool.js';
+export type { RegionalPoolOptions, RegionalPoolStats } from './pool.js';
 export { RegionalPool } from './pool.js';
 export { replayLsnPoller } from './replay-poller.js';
+export type { QueryInput, QueryOptions, Target } from './statement.js';
+export type { TransactionClient, TransactionOptions } from './transaction.js';

@@ -339,7 +339,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
       try {
         const before = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
         expect(before.rows[0]?.r).toBe(true);
-        expect(client.on).toBe('replica');
+        expect(client.server).toBe('replica');
         await client.query('BEGIN');
         const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]
           ?.pid;
@@ -347,7 +347,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
         expect(
           (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid,
         ).toBe(pid);
-        expect(client.on).toBe('primary');
+        expect(client.server).toBe('primary');
         await client.query('COMMIT');
         expect(currentContext().entries()).toHaveLength(1);
         const after = await client.query<{ value: number; r: boolean }>(
@@ -540,7 +540,7 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
           'SELECT value FROM counters WHERE id = 6',
         );
         expect(read.rows).toEqual([{ value: written }]);
-        expect(client.on).toBe('replica');
+        expect(client.server).toBe('replica');
         const again = await bump(pool)(6);
         await cluster.waitForReplay('syd');
         expect((await client.query('BEGIN READ ONLY')).command).toBe('BEGIN');

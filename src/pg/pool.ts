@@ -1,83 +1,38 @@
 import { EventEmitter } from 'node:events';
-import pg from 'pg';
-import { BoundedWait } from '../core/bounded-wait.js';
+import type pg from 'pg';
 import {
   loadConfig,
   type RegionalConfig,
   type RegionalOptions,
   redactUrl,
 } from '../core/config.js';
-import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { ConfigError, RegionalError } from '../core/errors.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
-import { ReplicaRoute } from '../core/route.js';
+import { ReplicaRoute, SourceKey } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
-import { ReplayTracker, type ReplayTrackerStats } from '../core/tracker.js';
-import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
-import { inspectSql, type StatementInfo } from './classify.js';
-import { RegionalClient } from './client.js';
-import {
-  type CommittedWrite,
-  commitWithLsn,
-  isConnectionFailure,
-  writeWithCommitLsn,
-} from './commit-lsn.js';
-import { guardConnections, primaryError, unsent } from './connections.js';
-import {
-  forwardedTransactionError,
-  missingForwarderError,
-  readWriteMode,
-  type WriteForwarder,
-  type WriteMode,
-} from './forwarding.js';
+import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
+import { openClient, type RegionalClient } from './client.js';
+import { guardedPool, systemIdentifier } from './connections.js';
+import { readWriteMode, type WriteMode } from './forwarding.js';
+import { registerParts } from './parts.js';
+import { Reader } from './reader.js';
 import { replayLsnPoller } from './replay-poller.js';
-
-/** Where a statement runs. */
-export type Target = 'primary' | 'replica';
-
-/** A query as node-postgres takes it: text, or a config object (`text`, `values`, `rowMode`, `types`, `name`). */
-export type QueryInput = string | (pg.QueryConfig & { rowMode?: 'array' });
-
-export interface QueryOptions {
-  /**
-   * For writes: record the commit position so this context's later reads wait until the
-   * local replica has it. Default `true`; `false` for writes nobody reads back right away
-   * (counters, logs).
-   */
-  await?: boolean;
-  /** Run on this server regardless of what the statement looks like. */
-  on?: Target;
-  /**
-   * What the statement is, when the caller knows from its own query object (ORM
-   * integrations): `write` goes to the primary without looking at the text; `read` goes to
-   * the replica unless the text locks rows or holds a writing CTE.
-   */
-  kind?: 'read' | 'write';
-}
-
-export interface TransactionOptions {
-  /**
-   * A read-only transaction runs on the local replica (after this context's writes, like any
-   * read: under read committed its `BEGIN` asks for the replica's position in the same round
-   * trip; otherwise it waits first); a read-write one (the default) runs on the primary.
-   */
-  readOnly?: boolean;
-  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
-  /** As for {@link QueryOptions.await}: record the commit position (default `true`). */
-  await?: boolean;
-}
-
-/** What a transaction callback gets: queries on the transaction's one connection. */
-export interface TransactionClient {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
-    input: QueryInput,
-    values?: unknown[],
-  ): Promise<pg.QueryResult<R>>;
-  /** Which server the transaction runs on. */
-  readonly on: Target;
-  /** The underlying node-postgres client, for what `query` does not cover (cursors, COPY). */
-  readonly client: pg.PoolClient;
-}
+import {
+  normalize,
+  type QueryConfig,
+  type QueryInput,
+  type QueryOptions,
+  send,
+  statementInfo,
+  type Target,
+} from './statement.js';
+import {
+  runTransaction,
+  type TransactionClient,
+  type TransactionDeps,
+  type TransactionOptions,
+} from './transaction.js';
+import { Writer } from './writer.js';
 
 export interface RegionalPoolOptions extends RegionalOptions {
   /** Settings for both node-postgres pools (`max`, `idleTimeoutMillis`, `ssl`, …), not the URL. */
@@ -133,79 +88,6 @@ export interface RegionalPoolStats {
   tracker: ReplayTrackerStats | null;
 }
 
-const READ_ONLY_SQL_TRANSACTION = '25006';
-const ISOLATION_LEVELS = new Set(['read committed', 'repeatable read', 'serializable']);
-
-/**
- * A pg.Client that gives up connecting after `ms` unless told otherwise. Set on the pool's
- * `connectionTimeoutMillis` instead, pg-pool would also arm a timer on every checkout of an
- * idle connection, which costs more than Regional's routing on the read path.
- */
-function clientWithConnectTimeout(ms: number): typeof pg.Client {
-  return class extends pg.Client {
-    constructor(config?: string | pg.ClientConfig) {
-      const options = typeof config === 'string' ? { connectionString: config } : (config ?? {});
-      super({ connectionTimeoutMillis: ms, ...options });
-    }
-  };
-}
-
-/**
- * Asks for the cluster's system identifier on a connection of its own, made as `pool` makes
- * its connections. Not on one of the pool's: the caller may be a transaction recording its
- * commit, and every connection of the pool may be held by such callers, all waiting for this.
- */
-async function systemIdentifier(pool: pg.Pool): Promise<pg.QueryResult<{ id: string }>> {
-  const Client = (pool.options.Client ?? pg.Client) as typeof pg.Client;
-  const client = new Client(pool.options);
-  // A connection that fails mid-query rejects the query; the event would only crash the process.
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    return await client.query<{ id: string }>(
-      'SELECT system_identifier::text AS id FROM pg_control_system()',
-    );
-  } finally {
-    // The answer (or the query's error) is in hand; failing to close a one-off connection
-    // changes neither, and the server drops it when the socket goes.
-    await client.end().catch(() => {});
-  }
-}
-
-/**
- * A query given as text and values. node-postgres copies config objects property by property
- * on every query (pg 8.23), which costs more than all of Regional's routing: text queries are
- * handed on as text, through {@link send}.
- */
-class TextQuery {
-  constructor(
-    readonly text: string,
-    readonly values?: unknown[],
-  ) {}
-}
-
-/** Runs `config` on a node-postgres pool or client, as text when it came as text. */
-export function send<R extends pg.QueryResultRow>(
-  target: { query: pg.Pool['query'] },
-  config: pg.QueryConfig,
-): Promise<pg.QueryResult<R>> {
-  if (config instanceof TextQuery) return target.query<R>(config.text, config.values);
-  return target.query<R>(config);
-}
-
-export function normalize(
-  input: QueryInput,
-  values?: unknown[],
-): pg.QueryConfig & { rowMode?: 'array' } {
-  if (typeof input === 'string') return new TextQuery(input, values);
-  if (input === null || typeof input !== 'object' || typeof input.text !== 'string') {
-    throw new TypeError(
-      'RegionalPool.query takes SQL text or a config object with `text`; for cursors and streams use a client from pool.connect({ on })',
-    );
-  }
-  return values === undefined ? input : { ...input, values };
-}
-
 /**
  * A drop-in for `pg.Pool` that routes each query: reads to this region's replica, writes and
  * read-write transactions to the primary. After a write it records the commit LSN (read in
@@ -215,6 +97,7 @@ export function normalize(
  * statement as a write sends the query to the primary instead.
  *
  * Without `PRIMARY_REGION` (local development, tests) it is a plain pool on `DATABASE_URL`.
+ * Like `pg.Pool` it emits `'error'` when an idle connection breaks (and never throws it).
  *
  * @example
  * import { RegionalPool } from 'regional/pg';
@@ -230,77 +113,60 @@ export function normalize(
  */
 export class RegionalPool extends EventEmitter implements ReplicatedSource {
   readonly config: RegionalConfig;
-  /** The node-postgres pool on the primary. */
+  /** The node-postgres pool on the primary, for what Regional does not cover. */
   readonly primaryPool: pg.Pool;
   /** The node-postgres pool on this region's replica (`null` where reads go to the primary). */
   readonly replicaPool: pg.Pool | null;
-  /** The replay tracker of this region's replica (`null` without one). */
-  readonly tracker: ReplayTracker | null;
-  /** How writes reach the primary from a replica region (see {@link WriteMode}). */
-  readonly writeMode: WriteMode;
   /** `REGIONAL_QUERY_TIMEOUT_MS` (0: none). */
   readonly queryTimeoutMs: number;
-  private forwarder: WriteForwarder | null = null;
-  private readonly poller: ReturnType<typeof replayLsnPoller> | null;
-  private readonly route: ReplicaRoute | null;
-  private readonly warn: (message: string, error?: unknown) => void;
-  private readonly bounded: BoundedWait;
-  private source: string | null = null;
-  private sourcePromise: Promise<string> | null = null;
-  private ended = false;
-  private readonly counters = {
-    replicaReads: 0,
-    primaryReads: 0,
-    writes: 0,
-    readOnlyRetries: 0,
-    waitTimeouts: 0,
-    checkedReads: 0,
-    checkedReadsBehind: 0,
-  };
+  readonly #key: SourceKey;
+  readonly #route: ReplicaRoute | null;
+  readonly #reader: Reader;
+  readonly #writer: Writer;
+  readonly #deps: TransactionDeps;
+  readonly #poller: ReturnType<typeof replayLsnPoller> | null;
+  readonly #warn: (message: string, error?: unknown) => void;
+  #ended = false;
 
   constructor(options: RegionalPoolOptions = {}) {
     super();
-    this.config = options.config ?? loadConfig(options);
-    this.writeMode = readWriteMode(options.writes);
-    this.warn =
+    const config = options.config ?? loadConfig(options);
+    this.config = config;
+    const warn =
       options.onWarning ?? ((message, error) => console.warn(`[regional] ${message}`, error ?? ''));
-    for (const warning of this.config.warnings) this.warn(warning);
-    this.bounded = new BoundedWait(
-      this.config,
-      {
-        onTimeout: () => this.counters.waitTimeouts++,
-        onUnavailable: (error) => this.replicaFailed(error),
-      },
-      formatLsn,
-    );
-
+    this.#warn = warn;
+    for (const warning of config.warnings) warn(warning);
     this.queryTimeoutMs = readQueryTimeout(options.queryTimeoutMs);
     const timeout = this.queryTimeoutMs > 0 ? { query_timeout: this.queryTimeoutMs } : {};
 
-    this.primaryPool = new pg.Pool({
-      Client: clientWithConnectTimeout(10_000),
-      ...timeout,
-      ...options.pool,
-      ...options.primaryPool,
-      connectionString: this.config.databaseUrl,
+    this.primaryPool = guardedPool(
+      config.databaseUrl,
+      10_000,
+      { ...timeout, ...options.pool, ...options.primaryPool },
+      () => {},
+    );
+    this.primaryPool.on('error', (error) => this.#idleError('primary', error));
+    this.#key = new SourceKey(() => this.#nameSource());
+    this.#writer = new Writer({
+      config,
+      primaryPool: this.primaryPool,
+      key: this.#key,
+      writeMode: readWriteMode(options.writes),
+      queryTimeoutMs: this.queryTimeoutMs,
     });
-    this.primaryPool.on('error', (error) => this.idleError('primary', error));
-    guardConnections(this.primaryPool, () => {});
 
-    const replicaUrl = this.config.replicaUrl;
+    const replicaUrl = config.replicaUrl;
+    let route: ReplicaRoute | null = null;
     if (replicaUrl) {
-      this.replicaPool = new pg.Pool({
-        // A replica that hangs must not hang reads: give up connecting and use the primary.
-        Client: clientWithConnectTimeout(5_000),
-        ...timeout,
-        ...options.pool,
-        ...options.replicaPool,
-        connectionString: replicaUrl,
-      });
-      this.replicaPool.on('error', (error) => this.idleError('replica', error));
-      guardConnections(this.replicaPool, (error) => this.replicaFailed(error));
-      let route: ReplicaRoute | null = null;
-      this.poller = replayLsnPoller(
+      // A replica that hangs must not hang reads: give up connecting and use the primary.
+      this.replicaPool = guardedPool(
+        replicaUrl,
+        5_000,
+        { ...timeout, ...options.pool, ...options.replicaPool },
+        (error) => this.#replicaFailed(error),
+      );
+      this.replicaPool.on('error', (error) => this.#idleError('replica', error));
+      const poller = replayLsnPoller(
         {
           ...options.pool,
           ...options.replicaPool,
@@ -308,39 +174,47 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
           connectionTimeoutMillis: 2_000,
         },
         {
-          onConnect: (epoch) => route?.connected(epoch),
-          onLost: (error) => route?.lost(error),
+          onConnect: (epoch) => route?.health.connected(epoch),
+          onLost: (error) => route?.health.lost(error),
         },
       );
-      this.tracker = new ReplayTracker({
-        name: `the replica in ${this.config.region} (${redactUrl(replicaUrl)})`,
-        poll: this.poller,
-        format: formatLsn,
-      });
-      const tracker = this.tracker;
+      this.#poller = poller;
       route = new ReplicaRoute({
-        forget: () => tracker.forget(),
-        catchUp: async () => void (await tracker.waitFor(await this.primaryFlushLsn(), 5_000)),
-        retryMs: this.config.replicaRetryMs,
-        name: `the replica in ${this.config.region}`,
+        settings: config,
+        poll: poller,
+        key: this.#key,
+        primaryPosition: () => this.#primaryFlushLsn(),
+        name: `the replica in ${config.region}`,
+        where: redactUrl(replicaUrl),
         fallback: 'reads go to the primary',
-        warn: this.warn,
+        format: formatLsn,
+        warn,
       });
-      this.route = route;
       // The sentinel: connected now, and kept connected, so a restart of the replica is seen
       // (and the first wait doesn't pay for connecting).
-      this.poller.warm();
+      poller.warm();
     } else {
       this.replicaPool = null;
-      this.poller = null;
-      this.tracker = null;
-      this.route = null;
+      this.#poller = null;
     }
+    this.#route = route;
+    this.#reader = new Reader({
+      config,
+      primaryPool: this.primaryPool,
+      replicaPool: this.replicaPool,
+      route,
+      writer: this.#writer,
+    });
+    this.#deps = { config, reader: this.#reader, writer: this.#writer };
+    registerParts(this, { config, key: this.#key, reader: this.#reader, writer: this.#writer });
   }
 
   /**
    * Runs one query, routed: reads to the local replica (after waiting for this context's
    * writes), writes to the primary (recording their commit LSN).
+   *
+   * @example
+   * const { rows } = await pool.query('SELECT * FROM posts WHERE id = $1', [id]);
    */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     input: QueryInput,
@@ -348,18 +222,14 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     options?: QueryOptions,
   ): Promise<pg.QueryResult<R>> {
     // Not async: the common read takes no extra promise on its way to the replica.
-    let config: pg.QueryConfig;
+    let config: QueryConfig;
     try {
       config = normalize(input, values);
     } catch (error) {
       return Promise.reject(error);
     }
     if (this.config.mode === 'single') return send<R>(this.primaryPool, config);
-    const inspected = inspectSql(config.text);
-    const info =
-      options?.kind === 'write' && inspected.kind === 'read'
-        ? { ...inspected, kind: 'write' as const }
-        : inspected;
+    const info = statementInfo(config.text, options?.kind);
     if (info.control) {
       return Promise.reject(
         new RegionalError(
@@ -370,26 +240,21 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       );
     }
     const on = options?.on ?? (info.kind === 'read' ? 'replica' : 'primary');
-    if (on === 'primary' && info.kind === 'write') {
-      return this.write(config, info, options) as Promise<pg.QueryResult<R>>;
-    }
-    if (on === 'primary' || !this.replicaPool) return this.readOnPrimary<R>(config, info);
-    const target = this.knownReadTarget();
-    if (target === 'replica') return this.readOnReplica<R>(config, info, options);
-    if (target === 'primary') return this.readOnPrimary<R>(config, info);
-    // One statement: ask the replica's position in its round trip.
-    const needed = checksInRoundTrip(info) ? this.positionToCheck() : undefined;
-    if (needed !== undefined) return this.readChecked<R>(config, info, needed, options);
-    return this.readTarget().then((chosen) =>
-      chosen === 'replica'
-        ? this.readOnReplica<R>(config, info, options)
-        : this.readOnPrimary<R>(config, info),
-    );
+    if (on === 'primary' && info.kind === 'write')
+      return this.#writer.write(config, info, options) as Promise<pg.QueryResult<R>>;
+    if (on === 'primary') return this.#reader.onPrimary<R>(config, info);
+    return this.#reader.read<R>(config, info, options);
   }
 
-  /** Checks out a client; see {@link RegionalClient} for how it chooses its server. */
+  /**
+   * Checks out a client; see {@link RegionalClient} for how it chooses its server.
+   *
+   * @example
+   * const client = await pool.connect({ on: 'primary' }); // pinned: SET and temp tables stay
+   * try { await client.query('SET LOCAL …'); } finally { client.release(); }
+   */
   async connect(options: { on?: Target } = {}): Promise<RegionalClient> {
-    return new RegionalClient(this, options.on);
+    return openClient(this.#deps, options.on);
   }
 
   /**
@@ -404,135 +269,83 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
    *   return rows[0].id;
    * });
    */
-  async transaction<T>(
+  transaction<T>(
     fn: (tx: TransactionClient) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
-    const { isolationLevel } = options;
-    if (isolationLevel !== undefined && !ISOLATION_LEVELS.has(isolationLevel)) {
-      throw new TypeError(
-        `isolationLevel must be one of ${[...ISOLATION_LEVELS].join(', ')}; got ${isolationLevel}`,
-      );
-    }
-    let on: Target = 'primary';
-    let check: Lsn | undefined;
-    if (options.readOnly && this.replicaPool && this.config.mode === 'multi') {
-      // Read committed (the default is checked by the probe): its position is asked for with
-      // the BEGIN, in one round trip.
-      if (isolationLevel === undefined || isolationLevel === 'read committed')
-        check = this.positionToCheck();
-      on = check === undefined ? await this.readTarget() : 'replica';
-    }
-    let record = false;
-    if (on === 'primary' && !options.readOnly) {
-      if (this.forwardsWrites) throw forwardedTransactionError();
-      record = currentContext().startWrite(options.await !== false);
-    }
-    const begin = [
-      'BEGIN',
-      isolationLevel ? `ISOLATION LEVEL ${isolationLevel.toUpperCase()}` : '',
-      options.readOnly ? 'READ ONLY' : '',
-    ]
-      .filter(Boolean)
-      .join(' ');
-    const opened = await this.openTransaction(on, begin, check);
-    on = opened.on;
-    const client = opened.client;
-    let releaseError: Error | undefined;
-    try {
-      const tx: TransactionClient = {
-        on,
-        client,
-        query: (input, values) => send(client, normalize(input, values)),
-      };
-      let result: T;
-      try {
-        result = await fn(tx);
-      } catch (error) {
-        if (isConnectionFailure(error)) releaseError = error as Error;
-        else await client.query('ROLLBACK');
-        throw error;
-      }
-      if (on === 'replica' || this.config.mode === 'single') {
-        await client.query('COMMIT');
-        if (on === 'replica') this.counters.replicaReads++;
-      } else {
-        const context = currentContext();
-        const { lsn, flushed } = await commitWithLsn(client);
-        if (options.readOnly) this.counters.primaryReads++;
-        else this.counters.writes++;
-        if (lsn !== null && record) await this.observe(context, lsn);
-        // What it read on the primary: later reads on a replica must see no less.
-        else if (flushed !== null && this.recordsPrimaryReads(context) && options.await !== false)
-          await this.observe(context, flushed);
-      }
-      return result;
-    } catch (error) {
-      if (isConnectionFailure(error)) {
-        releaseError = error as Error;
-        if (on === 'replica') this.replicaFailed(error);
-        else
-          throw primaryError(error, options.readOnly ? 'read' : 'write', this.errorOptions(client));
-      }
-      throw error;
-    } finally {
-      client.release(releaseError);
-    }
+    return runTransaction(this.#deps, fn, options);
   }
 
-  /** Closes every connection. */
+  /**
+   * Closes every connection.
+   *
+   * @example
+   * process.on('SIGTERM', () => void pool.end());
+   */
   async end(): Promise<void> {
-    this.ended = true;
-    this.route?.close();
-    await Promise.all([this.primaryPool.end(), this.replicaPool?.end(), this.poller?.close()]);
+    this.#ended = true;
+    this.#route?.close();
+    await Promise.all([this.primaryPool.end(), this.replicaPool?.end(), this.#poller?.close()]);
   }
 
+  /**
+   * Counters since the pool was made.
+   *
+   * @example
+   * const { replicaReads, primaryReads, waitTimeouts } = pool.stats();
+   */
   stats(): RegionalPoolStats {
-    const route = this.route?.stats();
+    const route = this.#route?.stats();
     return {
-      ...this.counters,
-      replicaFailures: route?.failures ?? 0,
-      replicaRestarts: route?.restarts ?? 0,
-      tracker: this.tracker?.stats() ?? null,
+      replicaReads: route?.replicaReads ?? 0,
+      primaryReads: (route?.primaryReads ?? 0) + this.#reader.primaryReadsWithoutRoute,
+      writes: this.#writer.writes,
+      readOnlyRetries: this.#reader.readOnlyRetries,
+      waitTimeouts: route?.waitTimeouts ?? 0,
+      replicaFailures: route?.replicaFailures ?? 0,
+      replicaRestarts: route?.replicaRestarts ?? 0,
+      checkedReads: route?.checkedReads ?? 0,
+      checkedReadsBehind: route?.checkedReadsBehind ?? 0,
+      tracker: route?.tracker ?? null,
     };
+  }
+
+  /** The replay tracker of this region's replica (`null` without one): its known position and counters. */
+  get tracker(): ReplayTracker | null {
+    return this.#route?.tracker ?? null;
+  }
+
+  /** How writes reach the primary from a replica region (see {@link WriteMode}). */
+  get writeMode(): WriteMode {
+    return this.#writer.writeMode;
+  }
+
+  /** True where writes travel to primary-region instances (`writes: 'forward'` in a replica region). */
+  get forwardsWrites(): boolean {
+    return this.#writer.forwardsWrites;
   }
 
   /**
    * The name of this database in consistency contexts and tokens: `pg:` and the cluster's
-   * system identifier, shared by the primary and its replicas. Fetched once, on a connection of
-   * its own (see {@link systemIdentifier}).
+   * system identifier, shared by the primary and its replicas. Asked once, on a connection of
+   * its own.
+   *
+   * @example
+   * await pool.sourceKey(); // 'pg:7412345678901234567'
    */
-  async sourceKey(): Promise<string> {
-    if (this.source) return this.source;
-    this.sourcePromise ??= (async () => {
-      let result: pg.QueryResult<{ id: string }>;
-      const replica = this.replicaPool && this.replicaUsable() ? this.replicaPool : null;
-      try {
-        result = await systemIdentifier(replica ?? this.primaryPool);
-      } catch (error) {
-        // The primary has the same identifier; a failed primary leaves nothing to ask.
-        if (!replica) throw error;
-        this.warn(
-          `Could not read the cluster's system identifier from the replica in ${this.config.region} (${(error as Error)?.message ?? error}); asking the primary.`,
-          error,
-        );
-        result = await systemIdentifier(this.primaryPool);
-      }
-      this.source = `pg:${(result.rows[0] as { id: string }).id}`;
-      return this.source;
-    })().finally(() => {
-      this.sourcePromise = null;
-    });
-    return this.sourcePromise;
+  sourceKey(): Promise<string> {
+    return this.#key.get();
   }
 
   /**
    * Resolves once this region's replica has replayed `lsn` (at once where reads go to the
    * primary): what the HTTP layer uses to honour a client's token before the handler runs.
+   *
+   * @example
+   * await pool.waitFor(lsn, 1000); // milliseconds waited
    */
   waitFor(lsn: Lsn, timeoutMs: number): Promise<number> {
-    if (!this.tracker || !this.replicaUsable()) return Promise.resolve(0);
-    return this.tracker.waitFor(lsn, timeoutMs);
+    return this.#route ? this.#route.waitFor(lsn, timeoutMs) : Promise.resolve(0);
   }
 
   /**
@@ -540,394 +353,51 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
    * have asks for its replay position in the same round trip (see {@link ReplicatedSource}).
    */
   get checksOnRead(): boolean {
-    return this.tracker !== null;
+    return this.#route !== null;
   }
 
   /** True if this region's replica is known to have replayed `lsn` (always, without a replica). */
   hasReplayed(lsn: Lsn): boolean {
-    return !this.tracker || this.tracker.hasReplayed(lsn);
+    return !this.#route || this.#route.hasReplayed(lsn);
   }
 
-  /** @internal Records a commit position in `context`. */
-  async observe(context: ConsistencyContext, lsn: Lsn): Promise<void> {
-    context.observe(this.source ?? (await this.sourceKey()), lsn);
-  }
-
-  /** @internal A write outside any transaction, on the primary, with its commit LSN recorded. */
-  async write(
-    config: pg.QueryConfig,
-    info: StatementInfo,
-    options?: QueryOptions,
-  ): Promise<pg.QueryResult | pg.QueryResult[]> {
-    const context = currentContext();
-    const record = context.startWrite(options?.await !== false);
-    const committed = this.forwardsWrites
-      ? await (this.forwarder ?? throwMissingForwarder()).forward(config, info.statements)
-      : await this.writeDirect(config, info.statements);
-    this.counters.writes++;
-    if (committed.lsn !== null && record) await this.observe(context, committed.lsn);
-    return committed.result;
-  }
-
-  /**
-   * @internal Runs a write over this pool's own connection to the primary and returns result
-   * and commit LSN, recording nothing: the forwarded-statement path of `regional/rpc` uses it.
-   */
-  async writeDirect(
-    config: pg.QueryConfig & { rowMode?: 'array' },
-    statements: number,
-  ): Promise<CommittedWrite> {
-    return this.onPrimaryConnection('write', (client) =>
-      writeWithCommitLsn(client, config, statements),
-    );
-  }
-
-  /**
-   * Runs `work` on a connection to the primary. A connection found broken before anything was
-   * sent (the server restarted while it sat idle) is replaced once; any other connection failure
-   * becomes a `PrimaryUnavailableError` (or `QueryTimeoutError`) saying whether the statement
-   * was sent, with the real cause.
-   */
-  private async onPrimaryConnection<T>(
-    operation: 'read' | 'write',
-    work: (client: pg.PoolClient) => Promise<T>,
-  ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.primaryPool.connect();
-      } catch (error) {
-        throw primaryError(error, operation, { sent: false, queryTimeoutMs: this.queryTimeoutMs });
-      }
-      try {
-        const result = await work(client);
-        client.release();
-        return result;
-      } catch (error) {
-        const broken = isConnectionFailure(error);
-        client.release(broken ? (error as Error) : undefined);
-        if (broken && attempt === 1 && unsent(error)) continue;
-        throw primaryError(error, operation, this.errorOptions(client));
-      }
+  /** `pg:` and the system identifier: from the replica where usable, else the primary. */
+  async #nameSource(): Promise<string> {
+    const replica = this.replicaPool && this.#route?.usable() ? this.replicaPool : null;
+    try {
+      return `pg:${await systemIdentifier(replica ?? this.primaryPool)}`;
+    } catch (error) {
+      // The primary has the same identifier; a failed primary leaves nothing to ask.
+      if (!replica) throw error;
+      this.#warn(
+        `Could not read the cluster's system identifier from the replica in ${this.config.region} (${(error as Error)?.message ?? error}); asking the primary.`,
+        error,
+      );
+      return `pg:${await systemIdentifier(this.primaryPool)}`;
     }
   }
 
-  private errorOptions(client: pg.ClientBase): { client: pg.ClientBase; queryTimeoutMs: number } {
-    return { client, queryTimeoutMs: this.queryTimeoutMs };
-  }
-
   /** The primary's WAL flush position now: what a restarted replica must replay first. */
-  private async primaryFlushLsn(): Promise<Lsn> {
+  async #primaryFlushLsn(): Promise<Lsn> {
     const { rows } = await this.primaryPool.query<{ lsn: string }>(
       'SELECT pg_current_wal_flush_lsn()::text AS lsn',
     );
     return parseLsn((rows[0] as { lsn: string }).lsn);
   }
 
-  /**
-   * @internal True if a read served by the primary must record the primary's position in `context`: in
-   * a region with a replica (its later reads there must see no less: monotonic reads), and
-   * wherever the context asks for it (a request replayed from a replica region).
-   */
-  recordsPrimaryReads(context: ConsistencyContext): boolean {
-    return (
-      this.config.mode === 'multi' &&
-      !context.detached &&
-      (this.tracker !== null || context.recordsReads)
-    );
+  #replicaFailed(error: unknown): void {
+    if (!this.#ended) this.#route?.failed(error);
   }
 
-  /** True where writes are forwarded rather than sent over a connection of this pool. */
-  get forwardsWrites(): boolean {
-    return (
-      this.writeMode === 'forward' && this.config.mode === 'multi' && !this.config.isPrimaryRegion
-    );
-  }
-
-  /** @internal Installs what carries writes in forward mode (`regional/rpc` does this). */
-  setWriteForwarder(forwarder: WriteForwarder | null): void {
-    this.forwarder = forwarder;
-  }
-
-  /**
-   * @internal A read on the primary. Where {@link recordsPrimaryReads}, the primary's flush
-   * position after it is read in the same round trip and recorded in the context.
-   */
-  readOnPrimary<R extends pg.QueryResultRow>(
-    config: pg.QueryConfig,
-    info?: StatementInfo,
-  ): Promise<pg.QueryResult<R>> {
-    this.counters.primaryReads++;
-    const context = currentContext();
-    if (!this.recordsPrimaryReads(context)) {
-      return send<R>(this.primaryPool, config).catch((error: unknown) => {
-        throw primaryError(error, 'read', { queryTimeoutMs: this.queryTimeoutMs });
-      });
-    }
-    return this.readOnPrimaryRecorded<R>(config, info?.statements ?? 1, context);
-  }
-
-  private async readOnPrimaryRecorded<R extends pg.QueryResultRow>(
-    config: pg.QueryConfig,
-    statements: number,
-    context: ConsistencyContext,
-  ): Promise<pg.QueryResult<R>> {
-    const { result, flushed } = await this.onPrimaryConnection('read', (client) =>
-      writeWithCommitLsn(client, config, statements),
-    );
-    if (flushed != null) await this.observe(context, flushed);
-    return result as pg.QueryResult<R>;
-  }
-
-  private readOnReplica<R extends pg.QueryResultRow>(
-    config: pg.QueryConfig,
-    info: StatementInfo,
-    options?: QueryOptions,
-  ): Promise<pg.QueryResult<R>> {
-    return send<R>(this.replicaPool as pg.Pool, config).then(
-      (result) => {
-        this.counters.replicaReads++;
-        return result;
-      },
-      (error: unknown) => this.replicaReadFailed<R>(error, config, info, options),
-    );
-  }
-
-  /** A read failed on the replica: retried on the primary where that can help, else rethrown. */
-  private replicaReadFailed<R extends pg.QueryResultRow>(
-    error: unknown,
-    config: pg.QueryConfig,
-    info: StatementInfo,
-    options?: QueryOptions,
-  ): Promise<pg.QueryResult<R>> {
-    if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
-      // It looked like a read but writes (a function that inserts, nextval()).
-      this.counters.readOnlyRetries++;
-      return this.write(config, { ...info, kind: 'write' }, options) as Promise<pg.QueryResult<R>>;
-    }
-    if (!isConnectionFailure(error)) return Promise.reject(error);
-    this.replicaFailed(error);
-    return this.readOnPrimary<R>(config, info);
-  }
-
-  /**
-   * Checks out a connection on `on` and opens a transaction there with `begin`. With `check`
-   * (on the replica), the BEGIN asks for the replica's position in the same round trip; if the
-   * replica is behind (or cannot say), the transaction is rolled back, and opened again where
-   * waiting like any read says.
-   */
-  private async openTransaction(
-    on: Target,
-    begin: string,
-    check: Lsn | undefined,
-  ): Promise<{ client: pg.PoolClient; on: Target }> {
-    const client = on === 'replica' ? await this.checkoutReplica() : await this.connectPrimary();
-    // The replica just failed (and is out of use): readTarget says primary.
-    if (!client) return this.openTransaction(await this.readTarget(), begin, undefined);
-    try {
-      if (check === undefined) {
-        await client.query(begin);
-        return { client, on };
-      }
-      if (await this.beginChecked(client, begin, check)) return { client, on };
-    } catch (error) {
-      client.release(isConnectionFailure(error) ? (error as Error) : undefined);
-      if (on === 'replica' && isConnectionFailure(error)) this.replicaFailed(error);
-      if (on === 'primary') throw primaryError(error, 'write', this.errorOptions(client));
-      throw error;
-    }
-    client.release();
-    return this.openTransaction(await this.waitAfterCheck(check), begin, undefined);
-  }
-
-  /**
-   * @internal The position a read on the replica should ask for in its own round trip: what
-   * the context needs from this database, when the replica is not known to have it. `undefined`
-   * when nothing needs asking, or when {@link readTarget} must decide (replica out of use or
-   * lagging past the bound, the database's name not yet known).
-   */
-  positionToCheck(): Lsn | undefined {
-    const tracker = this.tracker;
-    if (!tracker || this.source === null || this.bounded.lagging || !this.replicaUsable())
-      return undefined;
-    const needed = currentContext().position(this.source);
-    return needed === undefined || tracker.hasReplayed(needed) ? undefined : needed;
-  }
-
-  /**
-   * @internal A connection to the primary; failing to get one is a `PrimaryUnavailableError`
-   * (nothing was sent).
-   */
-  async connectPrimary(): Promise<pg.PoolClient> {
-    try {
-      return await this.primaryPool.connect();
-    } catch (error) {
-      throw primaryError(error, 'write', { sent: false, queryTimeoutMs: this.queryTimeoutMs });
-    }
-  }
-
-  /**
-   * @internal Runs one read on `client` (a replica connection) with the replica's position in
-   * the same round trip: its result if the replica had `needed`, else `null` (wait with
-   * {@link waitAfterCheck}, then read again).
-   */
-  async readCheckedOn(
-    client: pg.PoolClient,
-    config: pg.QueryConfig,
-    needed: Lsn,
-  ): Promise<pg.QueryResult | null> {
-    const generation = (this.tracker as ReplayTracker).generation;
-    const { result, replayed } = await readWithReplayLsn(client, config);
-    return this.hadPosition(replayed, needed, generation) ? result : null;
-  }
-
-  /**
-   * @internal Opens a transaction on `client` (a replica connection) with `begin`, asking for
-   * the replica's position in the same round trip: the BEGIN's result if every statement of
-   * the transaction will see `needed`, else `null` after rolling it back (wait with
-   * {@link waitAfterCheck}, then begin again).
-   */
-  async beginChecked(
-    client: pg.PoolClient,
-    begin: string,
-    needed: Lsn,
-  ): Promise<pg.QueryResult | null> {
-    const generation = (this.tracker as ReplayTracker).generation;
-    const { result, replayed } = await beginWithReplayLsn(client, begin);
-    if (this.hadPosition(replayed, needed, generation)) return result;
-    await client.query('ROLLBACK');
-    return null;
-  }
-
-  /** @internal After a check found the replica behind: wait like any read, within the bound. */
-  waitAfterCheck(needed: Lsn): Promise<Target> {
-    return this.bounded.replicaOrPrimary(this.tracker as ReplayTracker, needed, currentContext());
-  }
-
-  /**
-   * What a checked read learnt: the tracker learns the position (unless it forgot since
-   * `generation`), the counters the outcome.
-   */
-  private hadPosition(replayed: Lsn | null, needed: Lsn, generation: number): boolean {
-    if (replayed === null) return false;
-    (this.tracker as ReplayTracker).observe(replayed, generation);
-    if (replayed >= needed) {
-      this.counters.checkedReads++;
-      return true;
-    }
-    this.counters.checkedReadsBehind++;
-    return false;
-  }
-
-  /**
-   * A read when the context needs `needed` and the replica is not known to have it: the read
-   * and `pg_last_wal_replay_lsn()` go in one round trip. If the replica had it, that is the
-   * answer (and nobody polled); if not, the read waits like any other and runs again.
-   */
-  private async readChecked<R extends pg.QueryResultRow>(
-    config: pg.QueryConfig,
-    info: StatementInfo,
-    needed: Lsn,
-    options?: QueryOptions,
-  ): Promise<pg.QueryResult<R>> {
-    const client = await this.checkoutReplica();
-    if (!client) return this.readOnPrimary<R>(config, info);
-    const generation = (this.tracker as ReplayTracker).generation;
-    let checked: Awaited<ReturnType<typeof readWithReplayLsn>>;
-    try {
-      checked = await readWithReplayLsn(client, config);
-    } catch (error) {
-      client.release(isConnectionFailure(error) ? (error as Error) : undefined);
-      return this.replicaReadFailed<R>(error, config, info, options);
-    }
-    client.release();
-    if (this.hadPosition(checked.replayed, needed, generation)) {
-      this.counters.replicaReads++;
-      return checked.result as pg.QueryResult<R>;
-    }
-    // The replica was behind when the read ran: its answer may be stale. Wait, then read again.
-    const chosen = await this.waitAfterCheck(needed);
-    return chosen === 'replica'
-      ? this.readOnReplica<R>(config, info, options)
-      : this.readOnPrimary<R>(config, info);
-  }
-
-  /**
-   * Where a read can run without waiting or asking anything: `replica` when the context has
-   * nothing the replica is not known to have, `primary` when the replica is out of use, and
-   * `null` when only {@link readTarget} can tell.
-   */
-  private knownReadTarget(): Target | null {
-    if (!this.replicaUsable()) return 'primary';
-    if (this.source === null || !this.tracker) return null;
-    const target = currentContext().position(this.source);
-    return target === undefined || this.tracker.hasReplayed(target) ? 'replica' : null;
-  }
-
-  /**
-   * @internal Where a read in the current context should run: waits until the local replica
-   * has replayed the context's position, or chooses the primary (replica down, lagging past
-   * the bound), or throws per the `error` policy.
-   */
-  async readTarget(): Promise<Target> {
-    const tracker = this.tracker;
-    if (!tracker || !this.replicaUsable()) return 'primary';
-    const context = currentContext();
-    const source = this.source ?? (await this.sourceKey());
-    const target = context.position(source);
-    if (target === undefined || tracker.hasReplayed(target)) return 'replica';
-    return this.bounded.replicaOrPrimary(tracker, target, context);
-  }
-
-  /** @internal A replica connection, or `null` (and the replica marked down) if it cannot be had. */
-  async checkoutReplica(): Promise<pg.PoolClient | null> {
-    try {
-      return await (this.replicaPool as pg.Pool).connect();
-    } catch (error) {
-      if (!isConnectionFailure(error)) throw error;
-      this.replicaFailed(error);
-      return null;
-    }
-  }
-
-  /** @internal */
-  replicaUsable(): boolean {
-    return this.route?.usable() ?? false;
-  }
-
-  /**
-   * @internal Sends reads to the primary for `replicaRetryMs`, then tries the replica again;
-   * what the replica was known to have is forgotten (its process may be restarting).
-   */
-  replicaFailed(error: unknown): void {
-    if (this.ended) return;
-    this.route?.failed(error);
-  }
-
-  /** @internal */
-  countWrite(): void {
-    this.counters.writes++;
-  }
-
-  /** @internal */
-  countReplicaRead(): void {
-    this.counters.replicaReads++;
-  }
-
-  /** @internal */
-  countPrimaryRead(): void {
-    this.counters.primaryReads++;
-  }
-
-  private idleError(which: Target, error: Error): void {
+  #idleError(which: Target, error: Error): void {
     // Connections still closing after end() may see their server go away: nothing to report.
-    if (this.ended) return;
+    if (this.#ended) return;
     // An idle connection died (server restarted, network cut). node-postgres drops it from the
-    // pool; say so, and let listeners see it, but don't take the process down. (A replica's
-    // connections report to replicaFailed through their own listener.)
+    // pool; let listeners see it, but don't take the process down. (A replica's connections
+    // report to the route through their own listener, which warns.)
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else if (which === 'primary')
-      this.warn(`An idle connection to the primary failed: ${error.message}`);
+      this.#warn(`An idle connection to the primary failed: ${error.message}`);
   }
 }
 
@@ -944,16 +414,4 @@ function readQueryTimeout(given: number | undefined, env = process.env): number 
     );
   }
   return value;
-}
-
-function throwMissingForwarder(): never {
-  throw missingForwarderError();
-}
-
-/**
- * @internal True if a read can ask for the replica's position in its own round trip: one
- * statement (named or not), as a checked read is a pipeline around exactly one.
- */
-export function checksInRoundTrip(info: StatementInfo): boolean {
-  return info.statements <= 1;
 }

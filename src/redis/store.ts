@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import { BoundedWait } from '../core/bounded-wait.js';
 import { redactUrl } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { ConfigError, ReplicaUnavailableError } from '../core/errors.js';
@@ -91,18 +90,13 @@ export class SharedStore implements ReplicatedSource {
   /** The connection to this region's replica (`null` where reads go to the primary). */
   readonly replica: Redis | null;
   private readonly histories: Histories;
-  private readonly bounded: BoundedWait;
   private readonly route: ReplicaRoute | null;
   private readonly warn: (message: string, error?: unknown) => void;
   private readonly where: string;
   private primaryDown = false;
   private ended = false;
-  private readonly counters = {
-    replicaReads: 0,
-    primaryReads: 0,
-    writes: 0,
-    waitTimeouts: 0,
-  };
+  /** Writes, and reads served by the primary where there is no route (no replica). */
+  private readonly counters = { writes: 0, primaryReads: 0 };
 
   constructor(options: SharedStoreOptions = {}) {
     this.config = options.config ?? loadRedisConfig(options);
@@ -119,10 +113,6 @@ export class SharedStore implements ReplicatedSource {
       if (warning.includes('REDIS_REPLICA_URL')) this.warn(warning);
     }
     this.where = redactUrl(url);
-    this.bounded = new BoundedWait(this.config, {
-      onTimeout: () => this.counters.waitTimeouts++,
-      onUnavailable: (error) => this.replicaFailed(error),
-    });
     this.primary = connect(url, {
       commandTimeoutMs: options.writeTimeoutMs ?? 5_000,
       settings: options.connection,
@@ -147,7 +137,6 @@ export class SharedStore implements ReplicatedSource {
     let route: ReplicaRoute | null = null;
     const histories = new Histories({
       replicaUrl,
-      trackerName: `the Redis replica in ${region} (${replicaUrl ? redactUrl(replicaUrl) : ''})`,
       connection: options.connection,
       primaryInfo: () => this.primaryInfo(),
       replicaInfo: this.replica
@@ -159,27 +148,32 @@ export class SharedStore implements ReplicatedSource {
         : null,
       // The poller's connection is the sentinel of the replica's process.
       events: {
-        onConnect: (runId) => route?.connected(runId),
-        onLost: (error) => route?.lost(error),
+        onConnect: (runId) => route?.health.connected(runId),
+        onLost: (error) => route?.health.lost(error),
       },
+      onChange: (from, to) =>
+        route?.tracker.reset(new Error(`the replication history changed (${from} to ${to})`)),
     });
     this.histories = histories;
     route = replicaUrl
       ? new ReplicaRoute({
-          forget: () => histories.forget(),
-          catchUp: () => histories.catchUp(5_000),
-          retryMs: this.config.replicaRetryMs,
+          settings: this.config,
+          poll: histories.poll,
+          key: histories,
+          primaryPosition: () => histories.primaryOffset(),
           name: `the Redis replica in ${region}`,
+          where: redactUrl(replicaUrl),
           fallback: 'shared-store reads go to the primary',
           warn: this.warn,
         })
       : null;
     this.route = route;
+    histories.warm();
   }
 
-  /** The replay tracker of this region's replica for the current history (`null` without one). */
+  /** The replay tracker of this region's replica (`null` without one). */
   get tracker(): ReplayTracker | null {
-    return this.histories.tracker;
+    return this.route?.tracker ?? null;
   }
 
   /**
@@ -285,11 +279,14 @@ export class SharedStore implements ReplicatedSource {
   stats(): SharedStoreStats {
     const route = this.route?.stats();
     return {
-      ...this.counters,
-      replicaFailures: route?.failures ?? 0,
-      replicaRestarts: route?.restarts ?? 0,
+      replicaReads: route?.replicaReads ?? 0,
+      primaryReads: (route?.primaryReads ?? 0) + this.counters.primaryReads,
+      writes: this.counters.writes,
+      waitTimeouts: route?.waitTimeouts ?? 0,
+      replicaFailures: route?.replicaFailures ?? 0,
+      replicaRestarts: route?.replicaRestarts ?? 0,
       historyChanges: this.histories.changes,
-      tracker: this.histories.trackerStats(),
+      tracker: route?.tracker ?? null,
     };
   }
 
@@ -300,7 +297,7 @@ export class SharedStore implements ReplicatedSource {
    * then never waited on. Checked again at most once a second.
    */
   sourceKey(): Promise<string> {
-    return this.histories.sourceKey();
+    return this.histories.get();
   }
 
   /**
@@ -310,9 +307,9 @@ export class SharedStore implements ReplicatedSource {
    * `ReplicaUnavailableError` and is taken out of use for `REGIONAL_REPLICA_RETRY_MS`.
    */
   waitFor(offset: bigint, timeoutMs: number): Promise<number> {
-    const tracker = this.histories.tracker;
-    if (!tracker || !this.replicaUsable()) return Promise.resolve(0);
-    return tracker.waitFor(offset, timeoutMs).catch((error: unknown) => {
+    const route = this.route;
+    if (!route) return Promise.resolve(0);
+    return route.waitFor(offset, timeoutMs).catch((error: unknown) => {
       if (error instanceof ReplicaUnavailableError) this.replicaFailed(error);
       throw error;
     });
@@ -320,8 +317,7 @@ export class SharedStore implements ReplicatedSource {
 
   /** True if this region's replica is known to have `offset` already (always, without a replica). */
   hasReplayed(offset: bigint): boolean {
-    const tracker = this.histories.tracker;
-    return !tracker || tracker.hasReplayed(offset);
+    return !this.route || this.route.hasReplayed(offset);
   }
 
   /** Sends `commands` to the primary in one round trip, with the offset after them when awaited. */
@@ -380,23 +376,49 @@ export class SharedStore implements ReplicatedSource {
     args: readonly RedisArg[],
     options: StoreCommandOptions | undefined,
   ): Promise<T> {
-    if (options?.on === 'primary' || this.config.mode === 'single' || !this.replica)
+    const route = this.route;
+    if (options?.on === 'primary' || this.config.mode === 'single' || !route)
       return this.readOnPrimary<T>(command, args);
-    const target = this.knownReadTarget();
-    if (target === 'replica') return this.readOnReplica<T>(command, args);
-    if (target === 'primary') return this.readOnPrimary<T>(command, args);
-    return this.readTarget().then((chosen) =>
-      chosen === 'replica'
-        ? this.readOnReplica<T>(command, args)
-        : this.readOnPrimary<T>(command, args),
-    );
+    const context = currentContext();
+    // A write of an earlier history: the replica may not have it, the primary has what survived.
+    if (this.histories.previousIn(context)) return this.readOnPrimary<T>(command, args);
+    const plan = route.plan(context);
+    if (plan === 'replica') return this.readOnReplica<T>(command, args);
+    if (plan === 'primary') return this.readOnPrimary<T>(command, args);
+    // No read checks the replica in its own round trip here: wait, within the bound.
+    return route
+      .choose(context)
+      .then((target) =>
+        target === 'replica'
+          ? this.readOnReplica<T>(command, args)
+          : this.readOnPrimary<T>(command, args),
+      );
   }
 
+  /**
+   * A read on the primary. Where this region has a replica, the primary's offset after it comes
+   * in the same round trip and is recorded: later reads on the replica must show no less.
+   */
   private async readOnPrimary<T>(command: string, args: readonly RedisArg[]): Promise<T> {
+    const context = currentContext();
+    const record = this.route !== null && !context.detached;
     try {
       await ready(this.primary);
-      const value = (await this.primary.call(command, ...args)) as T;
-      this.counters.primaryReads++;
+      let value: T;
+      if (record) {
+        const replies = (await this.primary
+          .pipeline([[command, ...args] as string[], ['info', 'replication']])
+          .exec()) as [Error | null, unknown][];
+        const [error, reply] = replies[0] ?? [new Error('no reply')];
+        if (error) throw error;
+        value = reply as T;
+        const [infoError, info] = replies[1] ?? [new Error('no reply')];
+        if (!infoError) this.observe(context, info as string);
+      } else {
+        value = (await this.primary.call(command, ...args)) as T;
+      }
+      if (this.route) this.route.served('primary');
+      else this.counters.primaryReads++;
       return value;
     } catch (error) {
       if (!connectionFailure(error)) throw error;
@@ -409,7 +431,7 @@ export class SharedStore implements ReplicatedSource {
     try {
       if (replica.status !== 'ready') await ready(replica);
       const value = (await replica.call(command, ...args)) as T;
-      this.counters.replicaReads++;
+      this.route?.served('replica');
       return value;
     } catch (error) {
       if (!connectionFailure(error)) throw error;
@@ -418,36 +440,9 @@ export class SharedStore implements ReplicatedSource {
     }
   }
 
-  /**
-   * Where a read can run without waiting or asking anything: `replica` when the context has
-   * nothing the replica is not known to have, `primary` when the replica is out of use or the
-   * context holds a position of an earlier history, `null` when only {@link readTarget} can tell.
-   */
-  private knownReadTarget(): 'replica' | 'primary' | null {
-    if (!this.replicaUsable()) return 'primary';
-    const key = this.histories.key;
-    if (key === null) return 'replica';
-    const context = currentContext();
-    // A write of an earlier history: the replica may not have it, the primary has what survived.
-    if (this.histories.previousIn(context)) return 'primary';
-    const target = context.position(key);
-    return target === undefined || this.hasReplayed(target) ? 'replica' : null;
-  }
-
-  /** Waits until the local replica has the context's position, or chooses the primary. */
-  private readTarget(): Promise<'replica' | 'primary'> {
-    const context = currentContext();
-    const target = context.position(this.histories.key as string) as bigint;
-    return this.bounded.replicaOrPrimary(this.histories.tracker as ReplayTracker, target, context);
-  }
-
   private async primaryInfo(): Promise<string> {
     await ready(this.primary);
     return this.primary.info('replication');
-  }
-
-  private replicaUsable(): boolean {
-    return this.route?.usable() ?? false;
   }
 
   /**

@@ -34,4 +34,5 @@ export type {
   ProceduresStats,
 } from './procedures.js';
 export { Procedures } from './procedures.js';
+export type { VersionRange } from './protocol.js';
 export { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from './protocol.js';

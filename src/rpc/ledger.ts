@@ -3,7 +3,8 @@ import { RegionalError } from '../core/errors.js';
 import { parseLsn } from '../core/lsn.js';
 import { commitWithLsn, isConnectionFailure } from '../pg/commit-lsn.js';
 import { primaryError } from '../pg/connections.js';
-import { normalize, send, type TransactionClient, type TransactionOptions } from '../pg/pool.js';
+import { normalize, send } from '../pg/statement.js';
+import type { TransactionClient, TransactionOptions } from '../pg/transaction.js';
 
 /**
  * The record of calls that ran, on the primary: what makes a procedure run at most once.

@@ -8,7 +8,9 @@ import { ConfigError } from '../core/errors.js';
 import { RegionInstances, type RegionInstancesOptions } from '../core/instances.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
 import { RequestVerifier } from '../core/signing.js';
-import type { RegionalPool, TransactionClient, TransactionOptions } from '../pg/pool.js';
+import { type PoolParts, partsOf } from '../pg/parts.js';
+import type { RegionalPool } from '../pg/pool.js';
+import type { TransactionClient, TransactionOptions } from '../pg/transaction.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { loadRpcConfig, type ProceduresSettings, type RpcConfig } from './config.js';
 import { InstancesUnreachableError, ProcedureNotFoundError } from './errors.js';
@@ -110,7 +112,10 @@ export interface ProceduresOptions extends ProceduresSettings {
   onWarning?: (message: string, error?: unknown) => void;
   /** The environment to read (default `process.env`). */
   env?: Readonly<Record<string, string | undefined>>;
-  /** @internal The protocol versions this instance speaks (tests of rolling deploys). */
+  /**
+   * The protocol versions this instance speaks (default: every version this release speaks):
+   * narrow it to rehearse a rolling deploy between an older and a newer release.
+   */
   protocol?: VersionRange;
 }
 
@@ -178,6 +183,7 @@ const ISOLATION_LEVELS = new Set(['read committed', 'repeatable read', 'serializ
 export class Procedures {
   readonly config: RpcConfig;
   readonly pool: RegionalPool;
+  private readonly parts: PoolParts;
   private readonly registry = new Map<string, Registered>();
   private readonly ledger: CallLedger;
   private readonly server: CallServer;
@@ -204,6 +210,7 @@ export class Procedures {
   constructor(options: ProceduresOptions) {
     if (!options?.pool) throw new ConfigError('pool', 'is required: new Procedures({ pool })');
     this.pool = options.pool;
+    this.parts = partsOf(options.pool);
     this.config = loadRpcConfig(options, this.pool.config, options.env);
     this.instanceOptions = options.instances ?? {};
     this.warn =
@@ -241,9 +248,9 @@ export class Procedures {
     );
     if (this.pool.forwardsWrites && this.transport) {
       const transport = this.transport;
-      this.pool.setWriteForwarder(
+      this.parts.writer.install(
         statementForwarder({
-          pool: this.pool,
+          writer: this.parts.writer,
           transport,
           target: () => this.target(this.pool.config.primaryRegion as string),
           path: `${this.config.basePath}/statement`,
@@ -356,7 +363,7 @@ export class Procedures {
       }
     }
     if (outcome.lsn !== null && record && this.pool.config.mode === 'multi') {
-      await this.pool.observe(currentContext(), outcome.lsn);
+      await this.parts.writer.record(currentContext(), outcome.lsn);
     }
     return { ...outcome, id } as CallOutcome<O>;
   }
@@ -584,7 +591,7 @@ export class Procedures {
   private async serveStatement(
     call: Parameters<typeof runForwardedStatement>[1],
   ): Promise<Executed> {
-    const executed = await runForwardedStatement(this.pool, call);
+    const executed = await runForwardedStatement(this.parts.writer, call);
     this.counters.statementsServed++;
     return executed;
   }

@@ -6,7 +6,7 @@ import { formatLsn, parseLsn } from '../core/lsn.js';
 import { inspectSql } from '../pg/classify.js';
 import type { CommittedWrite } from '../pg/commit-lsn.js';
 import type { WriteForwarder } from '../pg/forwarding.js';
-import type { RegionalPool } from '../pg/pool.js';
+import type { Writer } from '../pg/writer.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { InstancesUnreachableError } from './errors.js';
 import type { StatementEnvelope } from './protocol.js';
@@ -79,7 +79,8 @@ function fromWire(
 }
 
 export interface ForwarderDeps {
-  pool: RegionalPool;
+  /** The pool's writer, for the direct fallback. */
+  writer: Writer;
   transport: Transport;
   target: () => Target;
   path: string;
@@ -143,7 +144,7 @@ export function statementForwarder(deps: ForwarderDeps): WriteForwarder {
           throw error;
         // Nothing reached an instance: run it over this pool's own connection instead.
         deps.onFallback(error);
-        return deps.pool.writeDirect(config, statements);
+        return deps.writer.writeDirect(config, statements);
       }
       const wire = decodeValue(envelope.result) as WireResult | WireResult[];
       const types = (config.types ?? deps.types()) as TypeParsers;
@@ -157,7 +158,7 @@ export function statementForwarder(deps: ForwarderDeps): WriteForwarder {
 
 /** The primary-region side: runs a forwarded write with its commit LSN. */
 export async function runForwardedStatement(
-  pool: RegionalPool,
+  writer: Writer,
   call: StatementEnvelope,
 ): Promise<Executed> {
   if (inspectSql(call.text).control) {
@@ -174,7 +175,7 @@ export async function runForwardedStatement(
     );
   }
   // Raw text in arrays: the caller parses them with its own types, into its own row shape.
-  const committed = await pool.writeDirect(
+  const committed = await writer.writeDirect(
     { text: call.text, values, rowMode: 'array', types: RAW_TYPES },
     call.statements,
   );

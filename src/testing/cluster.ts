@@ -122,6 +122,8 @@ interface LinkRule {
  * await link.restore(); // everything
  * link.setRtt(2_000, 'replication'); // a slow replication connection only
  */
+let addProxy: (link: RegionLink, proxy: LatencyProxy) => Promise<void>;
+
 export class RegionLink {
   readonly proxies: LatencyProxy[] = [];
   private cuts: LinkRule[] = [];
@@ -209,17 +211,13 @@ export class RegionLink {
     for (const proxy of this.proxies) proxy.resetStats();
   }
 
-  /** @internal */
-  async add(proxy: LatencyProxy): Promise<void> {
-    this.proxies.push(proxy);
-    if (lastMatching(this.rtts, proxy.name)) proxy.setDelay(this.rttOf(proxy.name) / 2);
-    await applyState(proxy, this.stateOf(proxy.name));
-  }
-
-  /** @internal Takes the proxy off the link (its counters with it); the caller closes it. */
-  remove(proxy: LatencyProxy): void {
-    const at = this.proxies.indexOf(proxy);
-    if (at >= 0) this.proxies.splice(at, 1);
+  static {
+    // The cluster puts proxies on links and takes them off; nobody else does.
+    addProxy = async (link, proxy) => {
+      link.proxies.push(proxy);
+      if (lastMatching(link.rtts, proxy.name)) proxy.setDelay(link.rttOf(proxy.name) / 2);
+      await applyState(proxy, link.stateOf(proxy.name));
+    };
   }
 
   private async rule(rule: LinkRule): Promise<void> {
@@ -434,7 +432,7 @@ export class LocalCluster {
       oneWayMs: link.rttMs / 2,
     });
     await proxy.listen();
-    await link.add(proxy);
+    await addProxy(link, proxy);
     this.routes.set(proxy.port, { link, proxy });
     return proxy.port;
   }
@@ -455,7 +453,9 @@ export class LocalCluster {
     const route = this.routes.get(port);
     if (!route) return false;
     this.routes.delete(port);
-    route.link.remove(route.proxy);
+    // Off the link (its counters with it); closed next.
+    const at = route.link.proxies.indexOf(route.proxy);
+    if (at >= 0) route.link.proxies.splice(at, 1);
     await route.proxy.close();
     return true;
   }
@@ -785,7 +785,7 @@ export class LocalCluster {
     });
     await proxy.listen();
     this.state.ports[key] = proxy.port;
-    await this.link(region, primaryRegion).add(proxy);
+    await addProxy(this.link(region, primaryRegion), proxy);
     return proxy;
   }
 
