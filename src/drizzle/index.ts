@@ -1,8 +1,9 @@
 /**
- * `regional/drizzle`: Drizzle ORM over a {@link RegionalPool}, routed from Drizzle's own query
- * objects: selects read from the local replica (after waiting for the context's writes),
- * inserts, updates and deletes go to the primary and record their commit LSN, and
- * `db.transaction()` runs on the primary — or on the replica with `{ accessMode: 'read only' }`.
+ * `regional/drizzle`: Drizzle ORM over a {@link RegionalPool} (node-postgres) or a
+ * `RegionalPostgres` (postgres.js), routed from Drizzle's own query objects: selects read from
+ * the local replica (after waiting for the context's writes), inserts, updates and deletes go
+ * to the primary and record their commit LSN, and `db.transaction()` runs on the primary — or
+ * on the replica with `{ accessMode: 'read only' }`.
  *
  * @example
  * import { RegionalPool } from 'regional/pg';
@@ -21,13 +22,18 @@ import {
 } from 'drizzle-orm';
 import type { WithCacheConfig } from 'drizzle-orm/cache/core/types';
 import { type NodePgClient, NodePgDatabase, NodePgSession } from 'drizzle-orm/node-postgres';
+import type { PgTransactionConfig } from 'drizzle-orm/pg-core';
 import {
+  PgDatabase,
   PgDialect,
   type PgPreparedQuery,
   type PreparedQueryConfig,
   type SelectedFieldsOrdered,
 } from 'drizzle-orm/pg-core';
+import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js/session';
 import type { Query } from 'drizzle-orm/sql';
+import type postgres from 'postgres';
 import type { RegionalPool } from '../pg/pool.js';
 import type { QueryOptions } from '../pg/statement.js';
 
@@ -128,5 +134,134 @@ export function drizzle<TSchema extends Record<string, unknown> = Record<string,
     Object.assign(db, {
       $cache: Object.assign(config.cache, { invalidate: config.cache.onMutate }),
     });
+  return db;
+}
+
+/** What `drizzle()` takes from `regional/postgres`: its routed postgres.js `sql`. */
+interface PostgresSource {
+  readonly sql: postgres.Sql<Record<string, unknown>>;
+}
+
+type PostgresJsClient = ConstructorParameters<typeof PostgresJsSession>[0];
+
+/**
+ * Drizzle's postgres.js session over Regional's `sql`: writes as prepared statements
+ * (postgres.js sends an unprepared parameterised statement in two round trips, and its commit
+ * position could only follow in a third), and read-only transactions begun as such, so they
+ * run on the replica.
+ */
+class RegionalPostgresJsSession extends PostgresJsSession<
+  PostgresJsClient,
+  Record<string, unknown>,
+  never
+> {
+  override prepareQuery<T extends PreparedQueryConfig = PreparedQueryConfig>(
+    query: Query,
+    fields: SelectedFieldsOrdered | undefined,
+    name: string | undefined,
+    isResponseInArrayMode: boolean,
+    customResultMapper?: (rows: unknown[][]) => T['execute'],
+    metadata?: { type: 'select' | 'update' | 'delete' | 'insert'; tables: string[] },
+    cacheConfig?: WithCacheConfig,
+  ): PgPreparedQuery<T> {
+    const prepared = super.prepareQuery<T>(
+      query,
+      fields,
+      name,
+      isResponseInArrayMode,
+      customResultMapper,
+      metadata,
+      cacheConfig,
+    );
+    if (metadata && metadata.type !== 'select')
+      (prepared as unknown as { prepare: boolean }).prepare = true;
+    return prepared;
+  }
+
+  override transaction<T>(
+    transaction: (tx: PostgresJsTransaction<Record<string, unknown>, never>) => Promise<T>,
+    config?: PgTransactionConfig,
+  ): Promise<T> {
+    if (config?.accessMode !== 'read only') return super.transaction(transaction, config);
+    const { dialect, schema, options } = this as unknown as {
+      dialect: PgDialect;
+      schema: never;
+      options: ConstructorParameters<typeof PostgresJsSession>[3];
+    };
+    return this.client.begin('read only', async (client) => {
+      const session = new RegionalPostgresJsSession(
+        client as unknown as PostgresJsClient,
+        dialect,
+        schema,
+        options,
+      );
+      const tx = new PostgresJsTransaction<Record<string, unknown>, never>(
+        dialect,
+        session as never,
+        schema,
+      );
+      await tx.setTransaction(config);
+      return transaction(tx);
+    }) as Promise<T>;
+  }
+}
+
+// Drizzle's own postgres.js driver leaves these types as Postgres sends them (its mappers parse
+// them): the same here, through `sql.options`, which Regional shares between its servers.
+const TRANSPARENT_PARSERS = ['1184', '1082', '1083', '1114', '1182', '1185', '1115', '1231'];
+const TRANSPARENT_SERIALIZERS = [...TRANSPARENT_PARSERS, '114', '3802'];
+
+/**
+ * Makes a Drizzle database on a `RegionalPostgres` (postgres.js), as Drizzle's own
+ * `drizzle-orm/postgres-js` would on a postgres.js `sql`.
+ *
+ * @example
+ * import { RegionalPostgres } from 'regional/postgres';
+ * import { drizzlePostgres } from 'regional/drizzle';
+ * const db = drizzlePostgres(new RegionalPostgres(), { schema });
+ */
+export function drizzlePostgres<TSchema extends Record<string, unknown> = Record<string, never>>(
+  source: PostgresSource,
+  config: DrizzleConfig<TSchema> = {},
+): PostgresJsDatabase<TSchema> & { $client: postgres.Sql<Record<string, unknown>> } {
+  const client = source.sql;
+  const transparent = (value: unknown) => value;
+  const { parsers, serializers } = client.options as unknown as Record<
+    'parsers' | 'serializers',
+    Record<string, (value: unknown) => unknown>
+  >;
+  for (const type of TRANSPARENT_PARSERS) parsers[type] = transparent;
+  for (const type of TRANSPARENT_SERIALIZERS) serializers[type] = transparent;
+  const dialect = new PgDialect({ casing: config.casing });
+  const logger = config.logger === true ? new DefaultLogger() : config.logger || undefined;
+  let schema:
+    | {
+        fullSchema: TSchema;
+        schema: ReturnType<typeof extractTablesRelationalConfig>['tables'];
+        tableNamesMap: Record<string, string>;
+      }
+    | undefined;
+  if (config.schema) {
+    const tables = extractTablesRelationalConfig(config.schema, createTableRelationsHelpers);
+    schema = {
+      fullSchema: config.schema,
+      schema: tables.tables,
+      tableNamesMap: tables.tableNamesMap,
+    };
+  }
+  const session = new RegionalPostgresJsSession(
+    client as unknown as PostgresJsClient,
+    dialect,
+    schema as never,
+    { logger, cache: config.cache },
+  );
+  const db = new PgDatabase(
+    dialect,
+    session as never,
+    schema as never,
+  ) as unknown as PostgresJsDatabase<TSchema> & {
+    $client: postgres.Sql<Record<string, unknown>>;
+  };
+  db.$client = client;
   return db;
 }

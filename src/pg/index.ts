@@ -7,8 +7,8 @@
  * const pool = new RegionalPool();
  */
 
-export type { StatementInfo, StatementKind, TransactionControl } from './classify.js';
-export { classifySql, inspectSql } from './classify.js';
+export type { StatementInfo, StatementKind, TransactionControl } from '../core/classify.js';
+export { classifySql, inspectSql } from '../core/classify.js';
 export { RegionalClient } from './client.js';
 export type { CommittedWrite } from './commit-lsn.js';
 export { commitWithLsn, writeWithCommitLsn } from './commit-lsn.js';

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import pgUtils from 'pg/lib/utils.js';
 import { RegionalError } from '../core/errors.js';
 import { formatLsn, parseLsn } from '../core/lsn.js';
-import { inspectSql } from '../pg/classify.js';
+import { inspectSql } from '../core/classify.js';
 import type { CommittedWrite } from '../pg/commit-lsn.js';
 import type { WriteForwarder } from '../pg/forwarding.js';
 import type { Writer } from '../pg/writer.js';
