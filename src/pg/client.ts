@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
+import type { StatementInfo } from '../core/classify.js';
 import { currentContext } from '../core/context.js';
 import type { Target } from '../core/route.js';
-import type { StatementInfo } from '../core/classify.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { forwardedTransactionError } from './forwarding.js';
 import {

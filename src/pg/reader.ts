@@ -1,9 +1,9 @@
 import type pg from 'pg';
+import type { StatementInfo } from '../core/classify.js';
 import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import type { ReplicaRoute, Target } from '../core/route.js';
 import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
-import type { StatementInfo } from '../core/classify.js';
 import { isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { checksInRoundTrip, type QueryConfig, type QueryOptions, send } from './statement.js';
 import type { Writer } from './writer.js';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { Target } from '../core/route.js';
 import { inspectSql, type StatementInfo } from '../core/classify.js';
+import type { Target } from '../core/route.js';
 
 export type { Target };
 

@@ -1,8 +1,8 @@
 import type pg from 'pg';
+import type { StatementInfo } from '../core/classify.js';
 import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import type { SourceKey } from '../core/route.js';
-import type { StatementInfo } from '../core/classify.js';
 import { type CommittedWrite, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { primaryError, unsent } from './connections.js';
 import { missingForwarderError, type WriteForwarder, type WriteMode } from './forwarding.js';

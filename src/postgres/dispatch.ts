@@ -95,14 +95,18 @@ export class Dispatcher {
 
   /** The handler of every query Regional's `sql` makes: runs it where it belongs. */
   run(query: QueryInternals, info: StatementInfo): void {
-    if (this.options.config.mode === 'single') return runOn(this.primaryHandler, query);
+    if (this.options.config.mode === 'single') {
+      runOn(this.primaryHandler, query);
+      return;
+    }
     if (info.control) {
-      return query.reject(
+      query.reject(
         new RegionalError(
           'REGIONAL_TRANSACTION_ON_POOL',
           `"${(query.strings[0] ?? '').slice(0, 40)}" controls a transaction, but each query may run on another connection. Use sql.begin(fn) or sql.reserve().`,
         ),
       );
+      return;
     }
     const context = currentContext();
     const work =

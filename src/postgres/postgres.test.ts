@@ -224,7 +224,8 @@ describe('regional/postgres (postgres.js) in a replica region', () => {
 
 describe('postgres.js versions', () => {
   it('a postgres.js whose queries work differently inside (4.x) is refused with a clear error', () => {
-    const other = Object.assign(() => ({ then() {} }), {}) as unknown as Parameters<
+    // A 4.x query object: no `canceller`, a different shape inside.
+    const other = (() => ({ handler() {}, strings: ['select 1'] })) as unknown as Parameters<
       typeof assertSupported
     >[0];
     expect(() => assertSupported(other)).toThrow(/supports postgres\.js 3\.4/);

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import pgUtils from 'pg/lib/utils.js';
+import { inspectSql } from '../core/classify.js';
 import { RegionalError } from '../core/errors.js';
 import { formatLsn, parseLsn } from '../core/lsn.js';
-import { inspectSql } from '../core/classify.js';
 import type { CommittedWrite } from '../pg/commit-lsn.js';
 import type { WriteForwarder } from '../pg/forwarding.js';
 import type { Writer } from '../pg/writer.js';
