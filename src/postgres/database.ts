@@ -6,6 +6,7 @@ import {
   type RegionalOptions,
   redactUrl,
 } from '../core/config.js';
+import { ConfigError } from '../core/errors.js';
 import { formatLsn, parseLsn } from '../core/lsn.js';
 import { ReplicaRoute, SourceKey } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
@@ -89,6 +90,13 @@ export class RegionalPostgres implements ReplicatedSource {
 
   constructor(options: RegionalPostgresOptions = {}) {
     const config = options.config ?? loadConfig(options);
+    if (process.env.REGIONAL_WRITES === 'forward') {
+      // Forwarded writes travel as node-postgres statements to a primary-region RegionalPool.
+      throw new ConfigError(
+        'REGIONAL_WRITES',
+        'is "forward", which regional/pg (RegionalPool) supports; regional/postgres sends writes over its own connections to the primary. Unset it, or set "direct"',
+      );
+    }
     this.config = config;
     const warn =
       options.onWarning ?? ((message, error) => console.warn(`[regional] ${message}`, error ?? ''));

@@ -6,7 +6,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countersTable, countStaleReads } from '../../test/support/consistency.js';
 import { withContext } from '../core/context.js';
-import { ReplicationTimeoutError } from '../core/errors.js';
+import { ConfigError, ReplicationTimeoutError } from '../core/errors.js';
 import type { LocalCluster } from '../testing/cluster.js';
 import { LocalCluster as Cluster } from '../testing/cluster.js';
 import { RegionalPostgres, type RegionalPostgresOptions } from './index.js';
@@ -222,7 +222,38 @@ describe('regional/postgres (postgres.js) in a replica region', () => {
   });
 });
 
-describe('postgres.js versions', () => {
+describe('regional/postgres configuration', () => {
+  it('REGIONAL_WRITES=forward, which only RegionalPool supports, is refused naming the variable', () => {
+    const before = process.env.REGIONAL_WRITES;
+    process.env.REGIONAL_WRITES = 'forward';
+    try {
+      expect(
+        () =>
+          new RegionalPostgres({
+            primaryRegion: 'iad',
+            region: 'syd',
+            databaseUrl: 'postgres://app@127.0.0.1:1/app',
+            replicaUrl: 'postgres://app@127.0.0.1:2/app',
+          }),
+      ).toThrow(/REGIONAL_WRITES.*regional\/pg/);
+    } finally {
+      if (before === undefined) delete process.env.REGIONAL_WRITES;
+      else process.env.REGIONAL_WRITES = before;
+    }
+  });
+
+  it('a replica URL in the primary region is a clear error naming the variable', () => {
+    expect(
+      () =>
+        new RegionalPostgres({
+          primaryRegion: 'iad',
+          region: 'iad',
+          databaseUrl: 'postgres://app@127.0.0.1:1/app',
+          replicaUrl: 'postgres://app@127.0.0.1:2/app',
+        }),
+    ).toThrow(ConfigError);
+  });
+
   it('a postgres.js whose queries work differently inside (4.x) is refused with a clear error', () => {
     // A 4.x query object: no `canceller`, a different shape inside.
     const other = (() => ({ handler() {}, strings: ['select 1'] })) as unknown as Parameters<
