@@ -1,40 +1,55 @@
 /**
- * `npm run bench -- core`: what Regional's core costs and how close its waits are to the
- * replication lag itself, on a real primary + replica with 50 ms one way between them.
+ * `npm run bench -- core`: what Regional's drivers cost against the raw drivers they wrap, and
+ * how close their waits are to the replication lag itself, on a real primary + replica with
+ * 50 ms one way between them. Each driver (`pg`: RegionalPool over node-postgres; `postgres`:
+ * RegionalPostgres over postgres.js) is measured against its own raw driver:
  *
- * - readOverheadPct: throughput lost by RegionalPool against a raw pg.Pool doing the same
- *   reads on the same replica (alternating rounds, median of each).
- * - waitOverheadMs p50/p99: after a write, how long a read waited beyond the moment the replica
- *   had actually replayed the write (seen by an independent observer polling back to back).
- * - trackerQueriesPerPoll: queries that reached the replica per tracker poll with 10,000
- *   concurrent waiters, counted at the wire.
+ * - cpuMicrosPerRead / cpuOverheadPct: this process's CPU per replica read (the stable figure
+ *   on a noisy machine), in slices whose order rotates every round; the overhead is the median
+ *   of each round's ratio. pg is also measured with `queryTimeoutMs: 0`, as node-postgres's
+ *   query timeout arms a timer per query.
+ * - readOverheadPct: reads/s lost in the same rounds (median of each round's ratio).
+ * - routingMicrosPerQuery: what routing adds per read, timed with the replica pool's `query`
+ *   answering at once (no I/O): pg only, as postgres.js has no such seam. Both drivers report
+ *   cpuDifferenceMicrosPerRead, the median difference of the paired CPU figures.
+ * - waitOverheadMsP50/P99: after a write, how long the wait for the replica lasted beyond the
+ *   moment it had actually replayed the write (seen by an observer polling back to back).
+ * - writeRoundTrips: round trips on the syd→iad link for one single-statement write, counted
+ *   at the link, raw and Regional (the commit position is read in the write's own round trip).
+ * - trackerQueriesPerPoll: queries reaching the replica per poll with 10,000 waiters.
  */
 import pg from 'pg';
-import { currentContext, withContext } from '../src/core/context.js';
-import { formatLsn, type Lsn, parseLsn } from '../src/core/lsn.js';
-import { ReplayTracker } from '../src/core/tracker.js';
-import { RegionalPool } from '../src/pg/pool.js';
-import { replayLsnPoller } from '../src/pg/replay-poller.js';
-import { LocalCluster } from '../src/testing/cluster.js';
-import { LatencyProxy } from '../src/testing/link/latency-proxy.js';
+import postgres from 'postgres';
+import { currentContext, type Lsn, parseLsn, withContext } from '../src/core/index.js';
+import { RegionalPool } from '../src/pg/index.js';
+import { RegionalPostgres } from '../src/postgres/index.js';
+import { LatencyProxy, LocalCluster } from '../src/testing/index.js';
 import { median, percentile, printTable, progress, round, writeResults } from './support/report.js';
 
 const ONE_WAY_MS = 50;
 const ROWS = 1000;
+const CONCURRENCY = 16;
+const ROUNDS = 40;
+const SLICE_MS = 250;
+const WAIT_SAMPLES = 300;
+const SELECT_PG = 'SELECT id, value, body FROM items WHERE id = $1';
+const UPDATE_PG = 'UPDATE items SET value = value + 1 WHERE id = $1';
 
-async function readThroughput(
-  query: (id: number) => Promise<unknown>,
-  durationMs: number,
-  concurrency: number,
-): Promise<{ perSecond: number; cpuMicrosPerRead: number }> {
+interface Slice {
+  perSecond: number;
+  cpuMicrosPerRead: number;
+}
+
+/** Runs `read` from `CONCURRENCY` workers for `durationMs`: reads/s and this process's CPU per read. */
+async function slice(read: (id: number) => Promise<unknown>, durationMs: number): Promise<Slice> {
   let done = 0;
   const cpu = process.cpuUsage();
   const started = performance.now();
   const deadline = started + durationMs;
   await Promise.all(
-    Array.from({ length: concurrency }, async (_, worker) => {
-      for (let i = worker; performance.now() < deadline; i += concurrency) {
-        await query((i % ROWS) + 1);
+    Array.from({ length: CONCURRENCY }, async (_, worker) => {
+      for (let i = worker; performance.now() < deadline; i += CONCURRENCY) {
+        await read((i % ROWS) + 1);
         done++;
       }
     }),
@@ -44,26 +59,72 @@ async function readThroughput(
   return { perSecond: (done / elapsed) * 1000, cpuMicrosPerRead: (used.user + used.system) / done };
 }
 
+interface Compared {
+  raw: Slice;
+  regional: Slice;
+  /** Each slice's ratio to the raw slice of its round: CPU per read and reads/s. */
+  cpuRatios: number[];
+  rateRatios: number[];
+  cpuDifferences: number[];
+}
+
 /**
- * What RegionalPool's own routing costs per read, without I/O: the replica pool's `query` is
- * replaced by an already-resolved result, so only the routing code is timed.
+ * The same replica reads through the raw driver and through each Regional configuration, in
+ * short slices whose order rotates every round, so that the machine's drift hits all alike.
  */
-async function routingCost(pool: RegionalPool): Promise<number> {
+async function compare<K extends string>(
+  raw: (id: number) => Promise<unknown>,
+  regional: Record<K, (id: number) => Promise<unknown>>,
+): Promise<Record<K, Compared>> {
+  const names = Object.keys(regional) as K[];
+  const reads = [raw, ...names.map((name) => regional[name])];
+  for (const read of reads) await slice(read, 1000); // warm up: connections, JIT, statements
+  const rounds: Slice[][] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const results: Slice[] = new Array(reads.length);
+    for (let k = 0; k < reads.length; k++) {
+      const index = (round + k) % reads.length;
+      results[index] = await slice(reads[index] as (id: number) => Promise<unknown>, SLICE_MS);
+    }
+    rounds.push(results);
+  }
+  const medianSlice = (index: number): Slice => ({
+    perSecond: median(rounds.map((r) => (r[index] as Slice).perSecond)),
+    cpuMicrosPerRead: median(rounds.map((r) => (r[index] as Slice).cpuMicrosPerRead)),
+  });
+  const out = {} as Record<K, Compared>;
+  names.forEach((name, n) => {
+    const each = (f: (raw: Slice, regional: Slice) => number) =>
+      rounds.map((r) => f(r[0] as Slice, r[n + 1] as Slice));
+    out[name] = {
+      raw: medianSlice(0),
+      regional: medianSlice(n + 1),
+      cpuRatios: each((r, g) => g.cpuMicrosPerRead / r.cpuMicrosPerRead),
+      rateRatios: each((r, g) => g.perSecond / r.perSecond),
+      cpuDifferences: each((r, g) => g.cpuMicrosPerRead - r.cpuMicrosPerRead),
+    };
+  });
+  return out;
+}
+
+/** pg: what RegionalPool's routing costs per read with the replica pool answering at once. */
+async function pgRoutingMicros(pool: RegionalPool): Promise<number> {
   const replica = pool.replicaPool as pg.Pool & { query: unknown };
   const real = replica.query;
-  const result = Promise.resolve({ rows: [], rowCount: 0, command: 'SELECT', oid: 0, fields: [] });
-  replica.query = () => result;
-  const sql = 'SELECT id, value, body FROM items WHERE id = $1';
+  const answer = Promise.resolve({ rows: [], rowCount: 0, command: 'SELECT', oid: 0, fields: [] });
+  replica.query = () => answer;
   const n = 200_000;
   try {
-    for (let i = 0; i < 20_000; i++) await pool.query(sql, [i]);
+    for (let i = 0; i < 20_000; i++) await pool.query(SELECT_PG, [i]);
     const started = performance.now();
-    for (let i = 0; i < n; i++) await pool.query(sql, [i]);
-    const withRouting = performance.now() - started;
+    for (let i = 0; i < n; i++) await pool.query(SELECT_PG, [i]);
+    const routed = performance.now() - started;
     const direct = performance.now();
     for (let i = 0; i < n; i++)
-      await (replica.query as (c: unknown) => Promise<unknown>)({ text: sql, values: [i] });
-    return ((withRouting - (performance.now() - direct)) * 1000) / n;
+      await (replica.query as (text: string, values: unknown[]) => Promise<unknown>)(SELECT_PG, [
+        i,
+      ]);
+    return ((routed - (performance.now() - direct)) * 1000) / n;
   } finally {
     replica.query = real;
   }
@@ -103,6 +164,65 @@ function startObserver(url: string) {
   };
 }
 
+interface Waiting {
+  waitFor(lsn: Lsn, timeoutMs: number): Promise<number>;
+}
+
+/**
+ * `WAIT_SAMPLES` writes, 10 at a time, each then waiting for the replica through `source`; how
+ * long each wait lasted beyond the replica's actual replay of the write.
+ */
+async function waitOverhead(
+  replicaUrl: string,
+  source: Waiting,
+  write: (id: number) => Promise<unknown>,
+) {
+  for (let i = 1; i <= 20; i++) await withContext(() => write(i)); // warm up
+  const observer = startObserver(replicaUrl);
+  const waits: { lsn: Lsn; ackAt: number; resolvedAt: number }[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 10 }, async () => {
+      while (next < WAIT_SAMPLES) {
+        const id = (next++ % ROWS) + 1;
+        await withContext(async () => {
+          await write(id);
+          const lsn = currentContext().entries()[0]?.[1] as Lsn;
+          const ackAt = performance.now();
+          await source.waitFor(lsn, 5000);
+          waits.push({ lsn, ackAt, resolvedAt: performance.now() });
+        });
+      }
+    }),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await observer.stop();
+  const overheads: number[] = [];
+  let unobserved = 0;
+  for (const { lsn, resolvedAt } of waits) {
+    const replayedAt = observer.replayedAt(lsn);
+    if (replayedAt === null) unobserved++;
+    else overheads.push(Math.max(0, resolvedAt - replayedAt));
+  }
+  return {
+    overheads,
+    unobserved,
+    ackToReadableP50: percentile(
+      waits.map((w) => w.resolvedAt - w.ackAt),
+      50,
+    ),
+  };
+}
+
+/** Round trips on the syd→iad link that `write` takes, after warming its connection. */
+async function roundTrips(cluster: LocalCluster, write: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 3; i++) await write();
+  const link = cluster.link('iad', 'syd');
+  const before = link.stats('postgres').roundTrips;
+  await write();
+  return link.stats('postgres').roundTrips - before;
+}
+
 export async function run(): Promise<void> {
   progress('starting a primary (iad) and a replica (syd), 50 ms one way');
   const cluster = await LocalCluster.start({
@@ -110,7 +230,7 @@ export async function run(): Promise<void> {
     regions: ['iad', 'syd'],
     rttMs: { syd: 2 * ONE_WAY_MS },
   });
-  const pools: { end(): Promise<void> }[] = [];
+  const closers: (() => Promise<unknown>)[] = [];
   try {
     await cluster.query(
       'iad',
@@ -119,171 +239,270 @@ export async function run(): Promise<void> {
     );
     await cluster.waitForReplay('syd');
     const syd = cluster.endpoints('syd');
-    const config = {
+    const replicaUrl = syd.replicaUrl as string;
+    const settings = {
       primaryRegion: 'iad',
       region: 'syd',
       databaseUrl: syd.databaseUrl,
-      replicaUrl: syd.replicaUrl,
-      pool: { max: 20 },
+      replicaUrl,
+      onWarning: () => {},
     };
 
-    // 1. Read overhead: the same replica reads through a raw pg.Pool and through RegionalPool,
-    // in short alternating slices (order swapped every pair) so machine drift hits both alike.
-    progress('read overhead: raw pg.Pool vs RegionalPool, 60 alternating pairs of 250 ms');
-    const raw = new pg.Pool({ connectionString: syd.replicaUrl as string, max: 20 });
-    const regional = new RegionalPool(config);
-    pools.push(raw, regional);
-    const sql = 'SELECT id, value, body FROM items WHERE id = $1';
-    const concurrency = 16;
-    const readRaw = (id: number) => raw.query(sql, [id]);
-    const readRegional = (id: number) => regional.query(sql, [id]);
-    await readThroughput(readRaw, 1000, concurrency); // warm up both
-    await readThroughput(readRegional, 1000, concurrency);
-    const ratios: number[] = [];
-    const rates = { raw: [] as number[], regional: [] as number[] };
-    const cpu = { raw: [] as number[], regional: [] as number[] };
-    for (let pair = 0; pair < 60; pair++) {
-      const first = pair % 2 === 0;
-      const a = first ? await readThroughput(readRaw, 250, concurrency) : null;
-      const b = await readThroughput(readRegional, 250, concurrency);
-      const c = first
-        ? (a as Awaited<ReturnType<typeof readThroughput>>)
-        : await readThroughput(readRaw, 250, concurrency);
-      ratios.push(b.perSecond / c.perSecond);
-      rates.raw.push(c.perSecond);
-      rates.regional.push(b.perSecond);
-      cpu.raw.push(c.cpuMicrosPerRead);
-      cpu.regional.push(b.cpuMicrosPerRead);
-    }
-    const rawRate = median(rates.raw);
-    const regionalRate = median(rates.regional);
-    const readOverheadPct = (1 - median(ratios)) * 100;
-    const routingMicros = await routingCost(regional);
-
-    // 2. Wait overhead: write, then wait for the replica; compare with when it really replayed.
-    progress('wait overhead: 300 writes then reads, against an observer polling the replica');
-    const observer = startObserver(syd.replicaUrl as string);
-    const waitPool = new RegionalPool(config);
-    pools.push(waitPool);
-    const tracker = waitPool.tracker as ReplayTracker;
-    // Warm up: connections to the primary and the tracker's to the replica.
-    for (let i = 1; i <= 20; i++)
-      await waitPool.query('UPDATE items SET value = value + 1 WHERE id = $1', [i]);
-    await waitPool.query('SELECT 1');
-    const waits: { lsn: Lsn; ackAt: number; resolvedAt: number }[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 10 }, async () => {
-        while (next < 300) {
-          const id = (next++ % ROWS) + 1;
-          await withContext(async () => {
-            await waitPool.query('UPDATE items SET value = value + 1 WHERE id = $1', [id]);
-            const [, lsn] = currentContext().entries()[0] as [string, Lsn];
-            const ackAt = performance.now();
-            await tracker.waitFor(lsn, 5000);
-            waits.push({ lsn, ackAt, resolvedAt: performance.now() });
-          });
-        }
-      }),
+    // node-postgres: a raw pg.Pool on the replica against RegionalPool.
+    // Also RegionalPool without its query timeout (node-postgres's `query_timeout` arms a
+    // timer per query), to show what that bound costs on its own.
+    progress(`pg: raw pg.Pool vs RegionalPool, ${ROUNDS} rounds of ${SLICE_MS} ms each`);
+    const rawPg = new pg.Pool({ connectionString: replicaUrl, max: 20 });
+    const pool = new RegionalPool({ ...settings, pool: { max: 20 } });
+    const untimed = new RegionalPool({ ...settings, queryTimeoutMs: 0, pool: { max: 20 } });
+    closers.push(
+      () => rawPg.end(),
+      () => pool.end(),
+      () => untimed.end(),
     );
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    await observer.stop();
-    const waitOverheads: number[] = [];
-    let unresolved = 0;
-    for (const { lsn, resolvedAt } of waits) {
-      const replayedAt = observer.replayedAt(lsn);
-      if (replayedAt === null) unresolved++;
-      else waitOverheads.push(Math.max(0, resolvedAt - replayedAt));
-    }
-    const lags = waits.map((w) => w.resolvedAt - w.ackAt);
+    const pgReads = await compare((id) => rawPg.query(SELECT_PG, [id]), {
+      defaults: (id) => pool.query(SELECT_PG, [id]),
+      noQueryTimeout: (id) => untimed.query(SELECT_PG, [id]),
+    });
+    const pgRouting = await pgRoutingMicros(pool);
+    progress(`pg: wait overhead, ${WAIT_SAMPLES} writes against an observer`);
+    const pgWait = await waitOverhead(replicaUrl, pool, (id) => pool.query(UPDATE_PG, [id]));
+    const rawPgPrimary = new pg.Pool({ connectionString: syd.databaseUrl, max: 1 });
+    const onePool = new RegionalPool({ ...settings, pool: { max: 1 } });
+    closers.push(
+      () => rawPgPrimary.end(),
+      () => onePool.end(),
+    );
+    const pgWrites = {
+      raw: await roundTrips(cluster, () => rawPgPrimary.query(UPDATE_PG, [1])),
+      regional: await roundTrips(cluster, () => withContext(() => onePool.query(UPDATE_PG, [1]))),
+    };
 
-    // 3. Queries per poll with 10,000 waiters, counted by a proxy in front of the replica.
+    // postgres.js: a raw postgres() on the replica against RegionalPostgres.
+    progress(`postgres.js: raw postgres() vs RegionalPostgres, ${ROUNDS} rounds`);
+    const rawJs = postgres(replicaUrl, { max: 20, onnotice: () => {} });
+    const database = new RegionalPostgres({ ...settings, postgres: { max: 20 } });
+    closers.push(
+      () => rawJs.end(),
+      () => database.end(),
+    );
+    const { sql } = database;
+    const { regional: jsReads } = await compare(
+      (id) => rawJs`select id, value, body from items where id = ${id}`,
+      { regional: (id) => sql`select id, value, body from items where id = ${id}` },
+    );
+    progress(`postgres.js: wait overhead, ${WAIT_SAMPLES} writes against an observer`);
+    const jsWait = await waitOverhead(
+      replicaUrl,
+      database,
+      (id) => sql`update items set value = value + 1 where id = ${id}`,
+    );
+    const rawJsPrimary = postgres(syd.databaseUrl, { max: 1, onnotice: () => {} });
+    const oneDatabase = new RegionalPostgres({ ...settings, postgres: { max: 1 } });
+    closers.push(
+      () => rawJsPrimary.end(),
+      () => oneDatabase.end(),
+    );
+    const one = oneDatabase.sql;
+    const jsWrites = {
+      raw: await roundTrips(
+        cluster,
+        () => rawJsPrimary`update items set value = value + 1 where id = ${1}`,
+      ),
+      regional: await roundTrips(cluster, () =>
+        withContext(() => one`update items set value = value + 1 where id = ${1}`),
+      ),
+    };
+    const jsUnprepared = {
+      raw: await roundTrips(cluster, () => rawJsPrimary.unsafe(UPDATE_PG, [1], { prepare: false })),
+      regional: await roundTrips(cluster, () =>
+        withContext(() => one.unsafe(UPDATE_PG, [1], { prepare: false })),
+      ),
+    };
+
+    // Queries per tracker poll with 10,000 waiters, counted at a proxy in front of the replica.
     progress('tracker cost: 10,000 concurrent waiters');
     const proxy = new LatencyProxy({
       name: 'count',
-      targetPort: Number(new URL(syd.replicaUrl as string).port),
+      targetPort: Number(new URL(replicaUrl).port),
       oneWayMs: 0,
     });
     await proxy.listen();
-    const countedUrl = new URL(syd.replicaUrl as string);
+    closers.push(() => proxy.close());
+    const countedUrl = new URL(replicaUrl);
     countedUrl.port = String(proxy.port);
-    const poller = replayLsnPoller({ connectionString: countedUrl.toString() });
-    const counted = new ReplayTracker({ name: 'counted', poll: poller, format: formatLsn });
-    await counted.waitFor(0n, 5000);
-    proxy.resetStats();
-    const pollsBefore = counted.stats().polls;
+    const waiting = new RegionalPool({ ...settings, replicaUrl: countedUrl.toString() });
+    closers.push(() => waiting.end());
+    await waiting.waitFor(0n, 5000);
+    const pollsBefore = waiting.stats().tracker?.polls ?? 0;
     await cluster.pauseReplay('syd');
     await cluster.query('iad', 'UPDATE items SET value = value + 1 WHERE id = 1');
     const target = await cluster.primaryLsn();
-    const waiters = Array.from({ length: 10_000 }, () => counted.waitFor(target, 30_000));
+    proxy.resetStats();
+    const waiters = Array.from({ length: 10_000 }, () => waiting.waitFor(target, 30_000));
     await new Promise((resolve) => setTimeout(resolve, 200));
     await cluster.resumeReplay('syd');
     await Promise.all(waiters);
-    const polls = counted.stats().polls - pollsBefore;
+    const polls = (waiting.stats().tracker?.polls ?? 0) - pollsBefore;
     const trackerQueriesPerPoll = proxy.stats().roundTrips / polls;
-    await poller.close();
-    await proxy.close();
 
+    const driver = (
+      reads: Compared,
+      routingMicros: number | null,
+      wait: Awaited<ReturnType<typeof waitOverhead>>,
+      writes: { raw: number; regional: number },
+    ) => ({
+      cpuMicrosPerRead: {
+        raw: round(reads.raw.cpuMicrosPerRead, 1),
+        regional: round(reads.regional.cpuMicrosPerRead, 1),
+      },
+      cpuOverheadPct: round((median(reads.cpuRatios) - 1) * 100),
+      cpuOverheadPctQuartiles: [
+        round((percentile(reads.cpuRatios, 25) - 1) * 100),
+        round((percentile(reads.cpuRatios, 75) - 1) * 100),
+      ],
+      readsPerSecond: {
+        raw: round(reads.raw.perSecond, 0),
+        regional: round(reads.regional.perSecond, 0),
+      },
+      readOverheadPct: round((1 - median(reads.rateRatios)) * 100),
+      readOverheadPctQuartiles: [
+        round((1 - percentile(reads.rateRatios, 75)) * 100),
+        round((1 - percentile(reads.rateRatios, 25)) * 100),
+      ],
+      routingMicrosPerQuery: routingMicros === null ? null : round(routingMicros, 3),
+      cpuDifferenceMicrosPerRead: round(median(reads.cpuDifferences)),
+      waitOverheadMsP50: round(percentile(wait.overheads, 50)),
+      waitOverheadMsP99: round(percentile(wait.overheads, 99)),
+      waitSamples: wait.overheads.length,
+      waitSamplesWithoutObservation: wait.unobserved,
+      writeAckToReadableMsP50: round(wait.ackToReadableP50),
+      writeRoundTrips: writes,
+    });
+    const drivers = {
+      pg: {
+        ...driver(pgReads.defaults, pgRouting, pgWait, pgWrites),
+        withoutQueryTimeout: {
+          cpuMicrosPerRead: round(pgReads.noQueryTimeout.regional.cpuMicrosPerRead, 1),
+          cpuOverheadPct: round((median(pgReads.noQueryTimeout.cpuRatios) - 1) * 100),
+          readOverheadPct: round((1 - median(pgReads.noQueryTimeout.rateRatios)) * 100),
+        },
+      },
+      postgres: {
+        ...driver(jsReads, median(jsReads.cpuDifferences), jsWait, jsWrites),
+        routingMeasuredAs:
+          'median client CPU difference per read (no I/O-free seam in postgres.js)',
+        unpreparedWriteRoundTrips: jsUnprepared,
+      },
+    };
+    const { pg: p } = drivers;
     const results = {
       oneWayMs: ONE_WAY_MS,
-      readOverheadPct: round(readOverheadPct),
-      readOverheadPctQuartiles: [
-        round((1 - percentile(ratios, 75)) * 100),
-        round((1 - percentile(ratios, 25)) * 100),
-      ],
-      readsPerSecond: { rawPgPool: round(rawRate, 0), regionalPool: round(regionalRate, 0) },
+      // node-postgres, as before the per-driver figures existed.
+      readOverheadPct: p.readOverheadPct,
+      readOverheadPctQuartiles: p.readOverheadPctQuartiles,
+      readsPerSecond: { rawPgPool: p.readsPerSecond.raw, regionalPool: p.readsPerSecond.regional },
       clientCpuMicrosPerRead: {
-        rawPgPool: round(median(cpu.raw), 1),
-        regionalPool: round(median(cpu.regional), 1),
+        rawPgPool: p.cpuMicrosPerRead.raw,
+        regionalPool: p.cpuMicrosPerRead.regional,
       },
-      routingMicrosPerQuery: round(routingMicros, 3),
-      waitOverheadMsP50: round(percentile(waitOverheads, 50)),
-      waitOverheadMsP99: round(percentile(waitOverheads, 99)),
-      waitOverheadMsP90: round(percentile(waitOverheads, 90)),
-      waitOverheadMsMax: round(Math.max(...waitOverheads)),
-      waitSamples: waitOverheads.length,
-      waitSamplesWithoutObservation: unresolved,
-      writeAckToReadableMsP50: round(percentile(lags, 50)),
+      routingMicrosPerQuery: p.routingMicrosPerQuery,
+      waitOverheadMsP50: p.waitOverheadMsP50,
+      waitOverheadMsP99: p.waitOverheadMsP99,
+      waitSamples: p.waitSamples,
+      writeAckToReadableMsP50: p.writeAckToReadableMsP50,
       trackerWaiters: 10_000,
       trackerPolls: polls,
       trackerQueriesPerPoll: round(trackerQueriesPerPoll, 3),
-      goals: { readOverheadPct: '<= 3', waitOverheadMsP50: '<= 2', trackerQueriesPerPoll: '1' },
+      drivers,
+      goals: {
+        cpuOverheadPct: '<= 2',
+        readOverheadPct: '<= 3',
+        waitOverheadMsP50: '<= 2',
+        writeRoundTrips: '1',
+        trackerQueriesPerPoll: '1',
+      },
     };
 
+    const js = drivers.postgres;
     printTable(
-      'Reads on the syd replica (60 alternating pairs of 250 ms, 16 concurrent; medians)',
+      `Replica reads, raw driver vs Regional (${ROUNDS} rounds of ${SLICE_MS} ms slices, ${CONCURRENCY} concurrent; medians)`,
       [
-        ['', 'raw pg.Pool', 'RegionalPool', 'difference'],
-        [
-          'reads/s',
-          round(rawRate, 0),
-          round(regionalRate, 0),
-          `${results.readOverheadPct}% fewer (paired median)`,
-        ],
+        ['', 'pg raw', 'RegionalPool', 'postgres.js raw', 'RegionalPostgres', 'goal'],
         [
           'client CPU µs/read',
-          results.clientCpuMicrosPerRead.rawPgPool,
-          results.clientCpuMicrosPerRead.regionalPool,
+          p.cpuMicrosPerRead.raw,
+          p.cpuMicrosPerRead.regional,
+          js.cpuMicrosPerRead.raw,
+          js.cpuMicrosPerRead.regional,
           '',
         ],
-        ['routing logic µs/query (no I/O)', '-', results.routingMicrosPerQuery, ''],
+        ['cpuOverheadPct (paired)', '', p.cpuOverheadPct, '', js.cpuOverheadPct, '<= 2'],
+        [
+          'cpuOverheadPct, queryTimeoutMs: 0',
+          '',
+          p.withoutQueryTimeout.cpuOverheadPct,
+          '',
+          '(no timeout)',
+          '',
+        ],
+        [
+          'reads/s',
+          p.readsPerSecond.raw,
+          p.readsPerSecond.regional,
+          js.readsPerSecond.raw,
+          js.readsPerSecond.regional,
+          '',
+        ],
+        ['readOverheadPct (paired)', '', p.readOverheadPct, '', js.readOverheadPct, '<= 3'],
+        ['routing µs/query (no I/O)', '', p.routingMicrosPerQuery ?? '', '', 'not timed', ''],
+        [
+          'CPU µs/read difference (paired)',
+          '',
+          p.cpuDifferenceMicrosPerRead,
+          '',
+          js.cpuDifferenceMicrosPerRead,
+          '',
+        ],
       ],
     );
-    printTable(
-      `Waiting for replication (${ONE_WAY_MS} ms one way, ${waitOverheads.length} writes)`,
+    printTable(`Writes and waits (${ONE_WAY_MS} ms one way)`, [
+      ['', 'pg raw', 'RegionalPool', 'postgres.js raw', 'RegionalPostgres', 'goal'],
       [
-        ['metric', 'value', 'goal'],
-        ['readOverheadPct', results.readOverheadPct, '<= 3'],
-        ['waitOverheadMsP50', results.waitOverheadMsP50, '<= 2'],
-        ['waitOverheadMsP99', results.waitOverheadMsP99, ''],
-        ['write ack -> readable p50 (ms)', results.writeAckToReadableMsP50, ''],
-        ['trackerQueriesPerPoll (10,000 waiters)', results.trackerQueriesPerPoll, '1'],
-        ['tracker polls for them', polls, ''],
+        'round trips, one write',
+        p.writeRoundTrips.raw,
+        p.writeRoundTrips.regional,
+        js.writeRoundTrips.raw,
+        js.writeRoundTrips.regional,
+        'same as raw',
       ],
-    );
+      [
+        'round trips, unprepared parameterised write',
+        '',
+        '',
+        js.unpreparedWriteRoundTrips.raw,
+        js.unpreparedWriteRoundTrips.regional,
+        '',
+      ],
+      ['waitOverheadMsP50', '', p.waitOverheadMsP50, '', js.waitOverheadMsP50, '<= 2'],
+      ['waitOverheadMsP99', '', p.waitOverheadMsP99, '', js.waitOverheadMsP99, ''],
+      [
+        'write ack -> readable p50 (ms)',
+        '',
+        p.writeAckToReadableMsP50,
+        '',
+        js.writeAckToReadableMsP50,
+        '',
+      ],
+    ]);
+    printTable('Tracker', [
+      ['metric', 'value', 'goal'],
+      ['trackerQueriesPerPoll (10,000 waiters)', results.trackerQueriesPerPoll, '1'],
+      ['tracker polls for them', polls, ''],
+    ]);
     writeResults('core', results);
   } finally {
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    for (const close of closers.reverse()) await close().catch(() => {});
     await cluster.stop();
   }
 }
