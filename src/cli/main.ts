@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { MigrationCommandError } from '../migrate/index.js';
 import { bench } from './bench.js';
 import { demoCommand } from './demo.js';
 import { dev } from './dev.js';
@@ -8,6 +9,7 @@ import { reportFailure } from './shared.js';
 
 const program = new Command('regional')
   .description('Run one Postgres-backed TypeScript app in every region.')
+  .enablePositionalOptions()
   .showHelpAfterError()
   .exitOverride();
 
@@ -77,16 +79,24 @@ program
 program
   .command('migrate')
   .description(
-    'run the migrations (node-pg-migrate files) against the primary, once, in the primary region only; records the WAL position replicas must replay',
+    'run the migrations against the primary, once, in the primary region only, and record the WAL position replicas must replay: node-pg-migrate files, or your own tool after --',
   )
-  .option('--dir <path>', 'folder of migration files', 'migrations')
-  .option('--table <name>', "node-pg-migrate's state table", 'pgmigrations')
-  .option('--dry-run', 'show what would run without running it')
-  .action(async (options) => {
+  .argument(
+    '[command...]',
+    'your migration tool and its arguments, after --: e.g. regional migrate -- npx prisma migrate deploy',
+  )
+  .option('--dir <path>', 'folder of node-pg-migrate files (default: migrations)')
+  .option('--table <name>', "node-pg-migrate's state table (default: pgmigrations)")
+  .option('--dry-run', 'show what node-pg-migrate would run without running it')
+  .passThroughOptions()
+  .action(async (command: string[], options) => {
     try {
-      await migrateCommand(options);
+      await migrateCommand({ ...options, command: command.length > 0 ? command : undefined });
     } catch (error) {
       reportFailure('migrate', error);
+      // A failed migration tool's own exit code is what a deploy script expects to see.
+      if (error instanceof MigrationCommandError && error.exitCode)
+        process.exitCode = error.exitCode;
     }
     process.exit();
   });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { migrate } from './index.js';
 const root = path.resolve(import.meta.dirname, '../..');
 let cluster: LocalCluster;
 let dir: string;
+let toolDir: string;
 const pools: RegionalPool[] = [];
 
 beforeAll(async () => {
@@ -20,6 +22,7 @@ beforeAll(async () => {
     rttMs: { syd: 40 },
   });
   dir = mkdtempSync(path.join(os.tmpdir(), 'regional-migrations-'));
+  toolDir = mkdtempSync(path.join(os.tmpdir(), 'regional-migration-tool-'));
   // Slow enough that two runs started together overlap.
   writeFileSync(
     path.join(dir, '001_things.sql'),
@@ -31,17 +34,20 @@ afterAll(async () => {
   await Promise.all(pools.map((p) => p.end()));
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
+  rmSync(toolDir, { recursive: true, force: true });
 });
 
 function regionalMigrate(
   region: string,
+  args: string[] = ['--dir', dir],
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
-      [path.join(root, 'bin/regional.js'), 'migrate', '--dir', dir],
+      [path.join(root, 'bin/regional.js'), 'migrate', ...args],
       {
-        env: { ...process.env, ...cluster.env(region) },
+        env: { ...process.env, ...cluster.env(region), ...env },
       },
     );
     let stdout = '';
@@ -102,6 +108,92 @@ describe('regional migrate', () => {
     const code = await new Promise((resolve) => child.on('exit', resolve));
     expect(code).toBe(1);
     expect(stderr).toMatch(/DATABASE_URL: "nonsense" is not a URL/);
+  });
+});
+
+describe('regional migrate -- <your migration tool>', () => {
+  // A stand-in for `prisma migrate deploy` or `drizzle-kit migrate`: connects to DATABASE_URL,
+  // logs when it ran, migrates (slowly enough for two runs to overlap), exits with TOOL_EXIT.
+  const tool = () => {
+    const file = path.join(toolDir, 'tool.cjs');
+    writeFileSync(
+      file,
+      `const pg = require(${JSON.stringify(createRequire(import.meta.url).resolve('pg'))});
+       (async () => {
+         const client = new pg.Client(process.env.DATABASE_URL);
+         await client.connect();
+         await client.query('CREATE TABLE IF NOT EXISTS tool_runs (id serial PRIMARY KEY, started timestamptz NOT NULL, ended timestamptz)');
+         const { rows } = await client.query('INSERT INTO tool_runs (started) VALUES (clock_timestamp()) RETURNING id');
+         await client.query('CREATE TABLE IF NOT EXISTS widgets (id int PRIMARY KEY)');
+         await client.query('SELECT pg_sleep(0.3)');
+         await client.query('UPDATE tool_runs SET ended = clock_timestamp() WHERE id = $1', [rows[0].id]);
+         await client.end();
+         console.log('tool: migrated');
+         process.exit(Number(process.env.TOOL_EXIT ?? 0));
+       })();`,
+    );
+    return ['--', process.execPath, file];
+  };
+  const runs = async () =>
+    (
+      await cluster.query<{ started: Date; ended: Date }>(
+        'iad',
+        'SELECT started, ended FROM tool_runs ORDER BY id',
+      )
+    ).rows;
+  const recorded = async () =>
+    (await cluster.query<{ lsn: string }>('iad', 'SELECT lsn::text AS lsn FROM regional_schema'))
+      .rows[0]?.lsn;
+
+  it('runs the tool against the primary, its output shown, and records the schema position after it', async () => {
+    const result = await regionalMigrate('iad', tool());
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('tool: migrated');
+    const lsn = /succeeded; the schema is current as of WAL position (\S+)/.exec(
+      result.stdout,
+    )?.[1];
+    expect(lsn).toBeDefined();
+    expect(await recorded()).toBe(lsn);
+    const { rows } = await cluster.query(
+      'iad',
+      "SELECT to_regclass('widgets') IS NOT NULL AS made",
+    );
+    expect(rows[0]?.made).toBe(true);
+  });
+
+  it('two runs at once take turns on the lock: the tool never runs twice at the same time', async () => {
+    const before = (await runs()).length;
+    const [a, b] = await Promise.all([
+      regionalMigrate('iad', tool()),
+      regionalMigrate('iad', tool()),
+    ]);
+    expect([a.code, b.code]).toEqual([0, 0]);
+    const [first, second] = (await runs()).slice(before);
+    expect(second?.started.getTime()).toBeGreaterThanOrEqual(first?.ended.getTime() as number);
+  });
+
+  it('in a replica region the tool does not run', async () => {
+    const before = (await runs()).length;
+    const result = await regionalMigrate('syd', tool());
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/migrations run only in the primary region \(iad\)/);
+    expect((await runs()).length).toBe(before);
+  });
+
+  it('a failing tool: its exit code, a message naming it, and the schema position left as it was', async () => {
+    const before = await recorded();
+    const result = await regionalMigrate('iad', tool(), { TOOL_EXIT: '3' });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(
+      /tool\.cjs" exited with code 3; the schema position was not recorded/,
+    );
+    expect(await recorded()).toBe(before);
+  });
+
+  it('node-pg-migrate options with a command are refused by name', async () => {
+    const result = await regionalMigrate('iad', ['--dry-run', ...tool()]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/dryRun.*not to a migration command/);
   });
 });
 
