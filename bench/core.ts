@@ -24,6 +24,7 @@ import { currentContext, type Lsn, parseLsn, withContext } from '../src/core/ind
 import { RegionalPool } from '../src/pg/index.js';
 import { RegionalPostgres } from '../src/postgres/index.js';
 import { LatencyProxy, LocalCluster } from '../src/testing/index.js';
+import { type Compared, compare } from './support/paired.js';
 import { median, percentile, printTable, progress, round, writeResults } from './support/report.js';
 
 const ONE_WAY_MS = 50;
@@ -32,80 +33,9 @@ const CONCURRENCY = 16;
 const ROUNDS = 40;
 const SLICE_MS = 250;
 const WAIT_SAMPLES = 300;
+const PAIRING = { concurrency: CONCURRENCY, rows: ROWS, rounds: ROUNDS, sliceMs: SLICE_MS };
 const SELECT_PG = 'SELECT id, value, body FROM items WHERE id = $1';
 const UPDATE_PG = 'UPDATE items SET value = value + 1 WHERE id = $1';
-
-interface Slice {
-  perSecond: number;
-  cpuMicrosPerRead: number;
-}
-
-/** Runs `read` from `CONCURRENCY` workers for `durationMs`: reads/s and this process's CPU per read. */
-async function slice(read: (id: number) => Promise<unknown>, durationMs: number): Promise<Slice> {
-  let done = 0;
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  const deadline = started + durationMs;
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async (_, worker) => {
-      for (let i = worker; performance.now() < deadline; i += CONCURRENCY) {
-        await read((i % ROWS) + 1);
-        done++;
-      }
-    }),
-  );
-  const elapsed = performance.now() - started;
-  const used = process.cpuUsage(cpu);
-  return { perSecond: (done / elapsed) * 1000, cpuMicrosPerRead: (used.user + used.system) / done };
-}
-
-interface Compared {
-  raw: Slice;
-  regional: Slice;
-  /** Each slice's ratio to the raw slice of its round: CPU per read and reads/s. */
-  cpuRatios: number[];
-  rateRatios: number[];
-  cpuDifferences: number[];
-}
-
-/**
- * The same replica reads through the raw driver and through each Regional configuration, in
- * short slices whose order rotates every round, so that the machine's drift hits all alike.
- */
-async function compare<K extends string>(
-  raw: (id: number) => Promise<unknown>,
-  regional: Record<K, (id: number) => Promise<unknown>>,
-): Promise<Record<K, Compared>> {
-  const names = Object.keys(regional) as K[];
-  const reads = [raw, ...names.map((name) => regional[name])];
-  for (const read of reads) await slice(read, 1000); // warm up: connections, JIT, statements
-  const rounds: Slice[][] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const results: Slice[] = new Array(reads.length);
-    for (let k = 0; k < reads.length; k++) {
-      const index = (round + k) % reads.length;
-      results[index] = await slice(reads[index] as (id: number) => Promise<unknown>, SLICE_MS);
-    }
-    rounds.push(results);
-  }
-  const medianSlice = (index: number): Slice => ({
-    perSecond: median(rounds.map((r) => (r[index] as Slice).perSecond)),
-    cpuMicrosPerRead: median(rounds.map((r) => (r[index] as Slice).cpuMicrosPerRead)),
-  });
-  const out = {} as Record<K, Compared>;
-  names.forEach((name, n) => {
-    const each = (f: (raw: Slice, regional: Slice) => number) =>
-      rounds.map((r) => f(r[0] as Slice, r[n + 1] as Slice));
-    out[name] = {
-      raw: medianSlice(0),
-      regional: medianSlice(n + 1),
-      cpuRatios: each((r, g) => g.cpuMicrosPerRead / r.cpuMicrosPerRead),
-      rateRatios: each((r, g) => g.perSecond / r.perSecond),
-      cpuDifferences: each((r, g) => g.cpuMicrosPerRead - r.cpuMicrosPerRead),
-    };
-  });
-  return out;
-}
 
 /** pg: what RegionalPool's routing costs per read with the replica pool answering at once. */
 async function pgRoutingMicros(pool: RegionalPool): Promise<number> {
@@ -260,10 +190,14 @@ export async function run(): Promise<void> {
       () => pool.end(),
       () => untimed.end(),
     );
-    const pgReads = await compare((id) => rawPg.query(SELECT_PG, [id]), {
-      defaults: (id) => pool.query(SELECT_PG, [id]),
-      noQueryTimeout: (id) => untimed.query(SELECT_PG, [id]),
-    });
+    const pgReads = await compare(
+      (id) => rawPg.query(SELECT_PG, [id]),
+      {
+        defaults: (id) => pool.query(SELECT_PG, [id]),
+        noQueryTimeout: (id) => untimed.query(SELECT_PG, [id]),
+      },
+      PAIRING,
+    );
     const pgRouting = await pgRoutingMicros(pool);
     progress(`pg: wait overhead, ${WAIT_SAMPLES} writes against an observer`);
     const pgWait = await waitOverhead(replicaUrl, pool, (id) => pool.query(UPDATE_PG, [id]));
@@ -290,6 +224,7 @@ export async function run(): Promise<void> {
     const { regional: jsReads } = await compare(
       (id) => rawJs`select id, value, body from items where id = ${id}`,
       { regional: (id) => sql`select id, value, body from items where id = ${id}` },
+      PAIRING,
     );
     progress(`postgres.js: wait overhead, ${WAIT_SAMPLES} writes against an observer`);
     const jsWait = await waitOverhead(

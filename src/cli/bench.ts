@@ -7,7 +7,7 @@ import { UsageError } from './shared.js';
 const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench');
 
 export function benchmarkNames(): string[] {
-  return ['core', 'http', 'procedures', 'redis'].filter((name) =>
+  return ['core', 'http', 'prisma', 'procedures', 'redis'].filter((name) =>
     existsSync(path.join(benchDir, `${name}.ts`)),
   );
 }

@@ -8,7 +8,7 @@ import { RegionalError } from '../core/errors.js';
 import type { RegionalPool } from '../pg/pool.js';
 import type { TransactionClient } from '../pg/transaction.js';
 import type { ProcedureCall, ProcedureFn } from '../rpc/procedures.js';
-import { withBatchNeeds } from './batches.js';
+import { extendedAdapters } from './batches.js';
 import { currentScope, inScope } from './scope.js';
 
 /** `@prisma/adapter-pg`'s options, less the pool's ownership (the pool is the app's). */
@@ -53,7 +53,7 @@ export class PrismaRegional implements SqlMigrationAwareDriverAdapterFactory {
         'PrismaRegional takes a RegionalPool from regional/pg: new PrismaRegional(new RegionalPool())',
       );
     }
-    const like = poolLike(pool);
+    const like = poolLike(pool, this);
     this.#inner = new PrismaPg(like, options);
     // adapter-pg takes anything that is not `instanceof pg.Pool` (of its own pg) for settings,
     // and would connect to node-postgres's defaults.
@@ -129,7 +129,7 @@ function notExtended(): RegionalError {
     'REGIONAL_PRISMA_NOT_EXTENDED',
     'A Prisma client on PrismaRegional must be extended with regionalExtension: ' +
       'new PrismaClient({ adapter: new PrismaRegional(pool) }).$extends(regionalExtension). ' +
-      "Prisma runs findUnique calls made in the same tick as one query in one caller's context; the extension makes that query wait for what every caller needs.",
+      "Prisma runs the queries made in one tick in the first caller's context; the extension runs each in its own.",
   );
 }
 
@@ -144,17 +144,17 @@ function isRegionalPool(value: unknown): value is RegionalPool {
 }
 
 /**
- * A `pg.Pool` (by prototype, for adapter-pg's `instanceof`) whose calls go to `pool`, or to
- * the scope the caller runs in: a read-only block or a procedure's transaction.
+ * A `pg.Pool` (by prototype, for adapter-pg's `instanceof`) whose calls go to `pool`; its
+ * transactions as the caller's scope says: read-only, or inside a procedure's transaction.
  */
-function poolLike(pool: RegionalPool): pg.Pool {
+function poolLike(pool: RegionalPool, owner: object): pg.Pool {
   const like = Object.create(pg.Pool.prototype) as pg.Pool;
   const methods = {
     // adapter-pg reads the pool's settings only to make a shadow database.
     options: pool.primaryPool.options,
     query(config: pg.QueryConfig) {
-      if (!currentScope()?.extended) return Promise.reject(notExtended());
-      return withBatchNeeds(() => pool.query(config));
+      if (!extendedAdapters.has(owner)) return Promise.reject(notExtended());
+      return pool.query(config);
     },
     async connect() {
       const scope = currentScope();

@@ -167,25 +167,35 @@ describe('regional/prisma in a replica region', () => {
     expect(changed).toBe(1);
   });
 
-  it('reads of two requests in the same tick run each in its own context: never merged', async () => {
-    // Prisma runs findUnique calls of the same shape made in one tick as one query, in the
-    // context of the first caller: here the reader, which needs nothing.
-    await cluster.pauseReplay('syd');
-    try {
-      const writer = await withContext(async () => {
-        await prisma.counter.update({ where: { id: 1601 }, data: { value: 7 } });
-        return currentContext();
-      });
-      const [read, written] = await Promise.all([
-        withContext(async () => await prisma.counter.findUnique({ where: { id: 1602 } })),
-        runInContext(writer, async () => await prisma.counter.findUnique({ where: { id: 1601 } })),
-      ]);
-      expect(written?.value).toBe(7); // past the bound, from the primary: not the replica's 0
-      expect(read?.value).toBe(0);
-    } finally {
-      await cluster.resumeReplay('syd');
-    }
-  });
+  // Prisma runs the queries made in one tick in the context of the first caller (here a
+  // reader that needs nothing), and findUnique calls of one shape as a single query.
+  it.each([
+    ['one query for both (findUnique of one shape)', 1602, 1601],
+    ['a query each (different shapes)', 'note', 1603],
+  ] as const)(
+    'reads of two requests in the same tick, %s: each sees what its own context needs',
+    async (_, other, id) => {
+      await cluster.pauseReplay('syd');
+      try {
+        const writer = await withContext(async () => {
+          await prisma.counter.update({ where: { id }, data: { value: 7 } });
+          return currentContext();
+        });
+        const [read, written] = await Promise.all([
+          withContext(async () =>
+            other === 'note'
+              ? (await prisma.note.findUnique({ where: { id: 1 } }))?.id
+              : (await prisma.counter.findUnique({ where: { id: other } }))?.value,
+          ),
+          runInContext(writer, async () => await prisma.counter.findUnique({ where: { id } })),
+        ]);
+        expect(written?.value).toBe(7); // past the bound, from the primary: not the replica's 0
+        expect(read).not.toBeUndefined();
+      } finally {
+        await cluster.resumeReplay('syd');
+      }
+    },
+  );
 
   it('prismaProcedure: a three-statement transaction from syd costs one round trip to iad', async () => {
     const procedures = { iad: null as Procedures | null, syd: null as Procedures | null };
@@ -240,6 +250,13 @@ describe('regional/prisma in a replica region', () => {
 });
 
 describe('PrismaRegional', () => {
+  it('a Prisma client that runs its queries differently inside is refused by name', () => {
+    const extend = regionalExtension as unknown as (client: unknown) => unknown;
+    expect(() => extend({ _clientVersion: '8.0.0' })).toThrow(
+      /this Prisma client \(8\.0\.0\) works differently inside/,
+    );
+  });
+
   it('a client without regionalExtension is refused with a clear error, not run unsafely', async () => {
     const plain = new PrismaClient({ adapter: new PrismaRegional(pool) });
     try {

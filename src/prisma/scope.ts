@@ -7,8 +7,6 @@ export interface PrismaScope {
   readonly readOnly?: boolean;
   /** Inside a procedure body: every statement runs in the procedure's transaction. */
   readonly tx?: TransactionClient;
-  /** Inside an operation of a client extended with `regionalExtension`. */
-  readonly extended?: boolean;
 }
 
 const storage = new AsyncLocalStorage<PrismaScope>();
