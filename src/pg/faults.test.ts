@@ -1,7 +1,9 @@
 /**
  * RegionalPool under server faults, on a real cluster: servers killed under a query, a replica
- * that comes back as a process that is behind, reads that fell back to the primary. Servers are
- * killed and restarted here, so these tests have a cluster of their own.
+ * that comes back as a process that is behind. Servers are killed and restarted here, so these
+ * tests have a cluster of their own. (A replica killed under a checked read, and reads that fell
+ * back to the primary being remembered, are in the behaviour suite every driver runs:
+ * test/support/driver-suite.ts.)
  */
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +11,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { withContext } from '../core/context.js';
 import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
 import { LocalCluster } from '../testing/cluster.js';
-import { LatencyProxy } from '../testing/link/latency-proxy.js';
 import { RegionalPool, type RegionalPoolOptions } from './pool.js';
 
 let cluster: LocalCluster;
@@ -64,20 +65,6 @@ function sydPool(options: Partial<RegionalPoolOptions> = {}): RegionalPool {
   return pool;
 }
 
-/** A replica URL through a proxy of the test's own, which the test can cut or switch. */
-async function replicaThroughProxy(region: string): Promise<{ url: string; proxy: LatencyProxy }> {
-  const direct = new URL(cluster.serverUrl(region));
-  const proxy = new LatencyProxy({
-    name: `test->${region} replica`,
-    targetPort: Number(direct.port),
-    oneWayMs: 0,
-  });
-  await proxy.listen();
-  closers.push(() => proxy.close());
-  direct.port = String(proxy.port);
-  return { url: direct.toString(), proxy };
-}
-
 /**
  * A TCP path to a replica that can be switched to another server: to the pool, the replica at
  * its URL went away and came back as another process.
@@ -114,24 +101,7 @@ async function switchableReplica(region: string) {
   };
 }
 
-const slowly = 'SELECT pg_sleep(1.5), value FROM counters WHERE id = 1';
-
 describe('a server dying under a query never takes the process down', () => {
-  it('a checked read on the replica when the replica is killed: answered by the primary', async () => {
-    const pool = sydPool();
-    await withContext(async () => {
-      await pool.query('UPDATE counters SET value = value + 1 WHERE id = 1');
-      // The write's position is not known to the replica yet: the read checks it in its round
-      // trip, on a connection the pool has checked out.
-      const read = pool.query<{ value: number }>(slowly);
-      await sleep(300);
-      await cluster.server('syd').kill();
-      const { rows } = await read;
-      expect(rows[0]?.value).toBeGreaterThan(0);
-    });
-    expect(pool.stats().primaryReads).toBeGreaterThan(0);
-  });
-
   it('a write when the primary is killed fails with the real cause, saying it may have been sent', async () => {
     const pool = sydPool();
     const write = pool.query(
@@ -256,26 +226,5 @@ describe('what the pool knows of a replica does not outlive the replica process'
     const deadline = Date.now() + 10_000;
     while (pool.stats().replicaRestarts === 0 && Date.now() < deadline) await sleep(50);
     expect(pool.stats().replicaRestarts).toBe(1);
-  });
-});
-
-describe('reads served by the primary are remembered', () => {
-  it('after a read fell back to the primary, a later read in the context never sees less', async () => {
-    const { url, proxy } = await replicaThroughProxy('syd');
-    const pool = sydPool({ replicaUrl: url, replicaRetryMs: 100, maxWaitMs: 300 });
-    const other = sydPool();
-    await cluster.pauseReplay('syd');
-    // Another client's write, which the paused replica does not have.
-    await withContext(() => other.query("INSERT INTO items (body) VALUES ('from elsewhere')"));
-    const count = async () =>
-      Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM items')).rows[0]?.n);
-    await withContext(async () => {
-      await proxy.cut('refuse');
-      // The replica cannot be reached: the read is served by the primary and sees the write.
-      const first = await count();
-      await proxy.restore();
-      await sleep(400); // the replica is usable again, and still behind
-      for (let i = 0; i < 10; i++) expect(await count()).toBeGreaterThanOrEqual(first);
-    });
   });
 });
