@@ -76,10 +76,22 @@ export class ReplicaHealth {
     );
   }
 
-  /** The sentinel connection broke: until it is back, nothing says which process answers. */
-  lost(_error: unknown): void {
+  /**
+   * The sentinel connection broke: until it is back, nothing says which process answers. Counted
+   * and said as a failure (once per `retryMs`, with whatever else failed meanwhile): a driver
+   * whose idle connections close quietly would otherwise move its reads without a word.
+   */
+  lost(error: unknown): void {
     this.options.forget();
-    if (this.fence === 'none') this.fence = 'lost';
+    if (this.fence !== 'none') return;
+    this.fence = 'lost';
+    const now = Date.now();
+    if (now < this.downUntil) return;
+    this.counters.failures++;
+    this.downUntil = now + this.options.retryMs;
+    this.options.warn(
+      `${capitalize(this.options.name)} cannot be reached (${(error as Error)?.message ?? error}); ${this.options.fallback} until it is back.`,
+    );
   }
 
   /** The sentinel connected to the replica process started at `epoch`. */
@@ -89,7 +101,10 @@ export class ReplicaHealth {
     this.epoch = epoch;
     if (previous === null || previous === epoch) {
       // The first process seen, or the same one after a broken connection.
-      if (this.fence === 'lost') this.fence = 'none';
+      if (this.fence === 'lost') {
+        this.fence = 'none';
+        this.options.warn(`${capitalize(this.options.name)} is back; reads use it again.`);
+      }
       return;
     }
     this.counters.restarts++;

@@ -17,6 +17,8 @@ import { assertSupported, type QueryInternals, textOf } from './queries.js';
 import { begin, reserve } from './transaction.js';
 
 type Types = Record<string, unknown>;
+/** How long `end()` lets running queries finish before it closes their connections. */
+const END_TIMEOUT_SECONDS = 5;
 /** postgres.js options, without what Regional sets itself (the URL). */
 export type PostgresOptions = Omit<
   postgres.Options<Record<string, postgres.PostgresType>>,
@@ -184,16 +186,20 @@ export class RegionalPostgres implements ReplicatedSource {
   }
 
   /**
-   * Closes every connection (`sql.end()` does the same).
+   * Closes every connection (`sql.end()` does the same), letting running queries finish for at
+   * most `timeout` seconds (default 5). postgres.js's own default waits forever, and with 3.4 a
+   * connection reset under a query makes it wait forever even with nothing running
+   * (porsager/postgres#1130): a shutdown must not hang on that.
    *
    * @example
-   * await db.end();
+   * await db.end(); // or db.end({ timeout: 30 })
    */
-  async end(options?: { timeout?: number }): Promise<void> {
+  async end(options: { timeout?: number } = {}): Promise<void> {
     this.#route?.close();
+    const timeout = { timeout: options.timeout ?? END_TIMEOUT_SECONDS };
     await Promise.all([
-      this.primary.end(options),
-      this.replica?.end(options),
+      this.primary.end(timeout),
+      this.replica?.end(timeout),
       this.#poller?.close(),
     ]);
   }
