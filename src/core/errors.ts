@@ -13,6 +13,11 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   REGIONAL_REPLAY_TIMEOUT: 504,
 };
 
+/** The HTTP status of a Regional error code (see {@link RegionalError.status}), if it has one. */
+export function statusForCode(code: string): number | undefined {
+  return STATUS_BY_CODE[code];
+}
+
 /**
  * Regional's own errors. Each has a stable `code` so callers (and the HTTP layer) can react
  * without matching messages. Messages are for logs: they may name hosts and causes, so the HTTP

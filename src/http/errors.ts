@@ -1,4 +1,4 @@
-import { RegionalError } from '../core/errors.js';
+import { RegionalError, statusForCode } from '../core/errors.js';
 
 /**
  * A request that was taken for a read (a GET, or a route in `readRoutes`) tried to write in a
@@ -72,13 +72,31 @@ const CLIENT_MESSAGES: Readonly<Record<string, string>> = {
  * const answer = clientError(error); // { status: 503, code: 'REGIONAL_PRIMARY_UNAVAILABLE', message: '…' }
  */
 export function clientError(error: unknown): ClientError | null {
-  if (!(error instanceof RegionalError) || error.status === undefined) return null;
-  let message = CLIENT_MESSAGES[error.code] ?? 'Temporarily unavailable. Retry shortly.';
-  const { operation, sent } = error as { operation?: string; sent?: boolean };
-  if (error.code === 'REGIONAL_PRIMARY_UNAVAILABLE' && operation === 'write') {
+  const found = retryableIn(error);
+  if (!found) return null;
+  const { code, status, source } = found;
+  let message = CLIENT_MESSAGES[code] ?? 'Temporarily unavailable. Retry shortly.';
+  const { operation, sent } = source as { operation?: string; sent?: boolean };
+  if (code === 'REGIONAL_PRIMARY_UNAVAILABLE' && operation === 'write' && sent !== undefined) {
     message = sent
       ? 'The database did not confirm the change; it may or may not have been applied. Retry shortly.'
       : 'The database is unreachable right now; nothing was changed. Retry shortly.';
   }
-  return { status: error.status, code: error.code, message };
+  return { status, code, message };
+}
+
+/**
+ * The retryable Regional error in `error`, or in its causes: ORMs wrap the driver's errors
+ * (Drizzle keeps it as the `cause`; Prisma makes its own error with the same `code`).
+ */
+function retryableIn(error: unknown): { code: string; status: number; source: object } | null {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      const status = e instanceof RegionalError ? e.status : statusForCode(code);
+      if (status !== undefined) return { code, status, source: e };
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return null;
 }
