@@ -8,6 +8,8 @@ export interface BoundedWaitHooks {
   onTimeout(): void;
   /** The replica could not be asked: take it out of use for a while. */
   onUnavailable(error: unknown): void;
+  /** A read waited `ms` for the replica, then went to `outcome` (or failed: `error`). */
+  onWaited?(ms: number, outcome: 'replica' | 'primary' | 'error'): void;
 }
 
 /**
@@ -59,11 +61,17 @@ export class BoundedWait {
     }
     const maxWaitMs = context.maxWaitMs ?? this.settings.maxWaitMs;
     try {
-      context.waitedMs += await tracker.waitFor(target, maxWaitMs);
+      const waited = await tracker.waitFor(target, maxWaitMs);
+      context.waitedMs += waited;
+      this.hooks.onWaited?.(waited, 'replica');
       return 'replica';
     } catch (error) {
       if (error instanceof ReplicationTimeoutError) {
         context.waitedMs += maxWaitMs;
+        this.hooks.onWaited?.(
+          maxWaitMs,
+          this.settings.waitPolicy === 'error' ? 'error' : 'primary',
+        );
         this.hooks.onTimeout();
         this.laggingUntil = Date.now() + this.settings.replicaRetryMs;
         context.onLag?.();

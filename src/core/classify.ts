@@ -21,6 +21,8 @@ export interface StatementInfo {
   control?: TransactionControl;
   /** For `begin`: the transaction was declared `READ ONLY`. */
   readOnly?: boolean;
+  /** A read that locks (rows, or an advisory lock): why it needs the primary. */
+  lock?: boolean;
 }
 
 const READ_STARTS = new Set(['select', 'values', 'table', 'show', 'with', 'explain']);
@@ -215,9 +217,10 @@ function classifyStatement(tokens: Token[]): Omit<StatementInfo, 'statements'> {
     const token = tokens[i] as Token;
     if (WRITING_KEYWORDS.has(token.word)) return { kind: 'write' };
     if (token.word === 'for' && LOCK_AFTER_FOR.has(tokens[i + 1]?.word ?? ''))
-      return { kind: 'write' };
+      return { kind: 'write', lock: true };
     if (token.word === 'into' && token.depth === 0 && first !== 'explain') return { kind: 'write' };
-    if (token.next === '(' && callNeedsPrimary(token.name)) return { kind: 'write' };
+    if (token.next === '(' && callNeedsPrimary(token.name))
+      return token.name?.includes('advisory') ? { kind: 'write', lock: true } : { kind: 'write' };
   }
   return { kind: 'read' };
 }

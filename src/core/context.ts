@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { underRequestSpan } from './telemetry.js';
 
 /**
  * What one request, job or function has written or seen: per data source (a Postgres cluster,
@@ -170,5 +171,5 @@ export function detached<T>(fn: () => T): T {
 
 /** Runs `fn` in the given context (e.g. one the HTTP layer built from a token). */
 export function runInContext<T>(context: ConsistencyContext, fn: () => T): T {
-  return globals.storage.run(context, fn);
+  return underRequestSpan(context, () => globals.storage.run(context, fn));
 }

@@ -2,6 +2,7 @@ import { BoundedWait } from './bounded-wait.js';
 import type { RegionSettings } from './config.js';
 import type { ConsistencyContext } from './context.js';
 import { ReplicaHealth } from './replica-health.js';
+import type { SourceTelemetry } from './telemetry.js';
 import { type PositionPoller, ReplayTracker, type ReplayTrackerStats } from './tracker.js';
 
 /** Where a read runs. */
@@ -87,6 +88,8 @@ export interface ReplicaRouteOptions {
   fallback: string;
   format?: (position: bigint) => string;
   warn(message: string, error?: unknown): void;
+  /** Where waits for replication are recorded. */
+  telemetry?: SourceTelemetry;
 }
 
 /** Counters of the reads a route placed, since it was made. */
@@ -160,6 +163,7 @@ export class ReplicaRoute {
       {
         onTimeout: () => this.counts.waitTimeouts++,
         onUnavailable: (error) => this.health.failed(error),
+        onWaited: (ms, outcome) => options.telemetry?.waited(ms, outcome),
       },
       options.format,
     );

@@ -1,6 +1,15 @@
 import { ConsistencyContext } from '../core/context.js';
 import { ReplicationTimeoutError, ReplicaUnavailableError } from '../core/errors.js';
 import type { ReplicatedSource } from '../core/source.js';
+import {
+  describeRequest,
+  endRequestSpan,
+  type HttpCounters,
+  observeHttp,
+  recordTokenWait,
+  startRequestSpan,
+  TELEMETRY,
+} from '../core/telemetry.js';
 import { readCookie, tokenCookie } from './cookie.js';
 import { RegionalEndpoints } from './endpoints.js';
 import { clientError } from './errors.js';
@@ -59,6 +68,10 @@ const IGNORED_KEY: Record<TokenFailure, keyof HttpStats['tokensIgnored']> = {
  * const regional = new RegionalHttp({ sources: [pool] }); // PRIMARY_REGION, REGION, REGIONAL_SECRET, …
  * const state = await regional.begin(view);
  */
+const ATTR = TELEMETRY.attributes;
+/** The `regional.replay_reason` values, one per {@link ReplayReason}. */
+const REPLAY_REASONS = { write: 'write', writeInRead: 'write_in_read', lag: 'lag' } as const;
+
 export class RegionalHttp {
   readonly settings: HttpSettings;
   private readonly markers: ReplayMarkers | null;
@@ -70,9 +83,24 @@ export class RegionalHttp {
   private readonly streamed = new StreamedReplays(8);
   private sourceKeys: Map<string, ReplicatedSource> | null = null;
   private sourceKeysPending: Promise<Map<string, ReplicatedSource>> | null = null;
+  /** What the metrics read (held here: the metrics hold it weakly). */
+  private readonly observed: HttpCounters;
 
   constructor(options: RegionalHttpOptions = {}) {
     this.settings = loadHttpSettings(options);
+    const counters = this.counters;
+    this.observed = {
+      region: this.settings.region ?? 'local',
+      requests: () => counters.requests,
+      replays: () => ({
+        write: counters.replays.write,
+        write_in_read: counters.replays.writeInRead,
+        lag: counters.replays.lag,
+      }),
+      tokenWaits: () => counters.tokenWaits,
+      tokenWaitTimeouts: () => counters.tokenWaitTimeouts,
+    };
+    observeHttp(this.observed);
     this.owner = {
       settings: this.settings,
       countWriteInReadFailure: () => {
@@ -121,6 +149,11 @@ export class RegionalHttp {
     if (own) return new RequestState(this.owner, view, new ConsistencyContext()).respond(await own);
     const positions = this.readTokens(view);
     const state = new RequestState(this.owner, view, new ConsistencyContext(positions));
+    startRequestSpan(state.context, {
+      [ATTR.region]: this.observed.region,
+      [ATTR.lagPolicy]: settings.lagPolicy,
+      'http.request.method': view.method,
+    });
     const markers = this.markers;
     if (!settings.primaryRegion || !markers) return state;
 
@@ -153,6 +186,7 @@ export class RegionalHttp {
     // With `primary`, reads wait per query (the pool's bound), so nothing waits here.
     if (positions.length > 0 && settings.lagPolicy !== 'primary') {
       const caughtUp = await this.waitForPositions(state.context);
+      if (!caughtUp) describeRequest(state.context, { [ATTR.tokenTimeout]: true });
       if (!caughtUp && !state.trusted) {
         if (settings.lagPolicy === 'replay') return state.replay('lag');
         return state.reject(
@@ -252,6 +286,12 @@ export class RegionalHttp {
 
   /** Region and timing headers, on every answer (a token is added only where a handler ran). */
   private ownHeaders(state: RequestState): [string, string][] {
+    endRequestSpan(state.context, {
+      [ATTR.outcome]: state.action,
+      [ATTR.replayed]: state.action === 'replay',
+      ...(state.replayReason ? { [ATTR.replayReason]: REPLAY_REASONS[state.replayReason] } : {}),
+      ...(state.replayedFrom ? { [ATTR.replayedFrom]: state.replayedFrom.region } : {}),
+    });
     const { region, mode, primaryRegion } = this.settings;
     const headers: [string, string][] = [];
     if (region) headers.push([REGION_HEADER, region]);
@@ -315,6 +355,7 @@ export class RegionalHttp {
     }
     this.counters.tokenWaits++;
     const started = performance.now();
+    let outcome: 'reached' | 'timeout' = 'reached';
     try {
       await Promise.all(waits);
       if (deferred) this.counters.tokenChecksOnRead++;
@@ -322,11 +363,15 @@ export class RegionalHttp {
     } catch (error) {
       if (error instanceof ReplicationTimeoutError || error instanceof ReplicaUnavailableError) {
         this.counters.tokenWaitTimeouts++;
+        outcome = 'timeout';
         return false;
       }
       throw error;
     } finally {
-      context.waitedMs += performance.now() - started;
+      const waited = performance.now() - started;
+      context.waitedMs += waited;
+      recordTokenWait(this.observed.region, waited, outcome);
+      describeRequest(context, { [ATTR.tokenWaitMs]: waited });
     }
   }
 

@@ -15,6 +15,7 @@ import {
   statementInfo,
 } from './statement.js';
 import type { TransactionDeps } from './transaction.js';
+import { writeReason } from './writer.js';
 
 /** The connection a client holds right now, and on which server. */
 interface Bound {
@@ -90,7 +91,7 @@ export class RegionalClient extends EventEmitter {
       // Inside a transaction: everything stays on its server.
       if (info.control === 'commit' && bound.on === 'primary' && multi) {
         const { result, lsn, flushed } = await this.#guard(bound, commitWithLsn(bound.client));
-        writer.writes++;
+        writer.wrote('transaction');
         const context = currentContext();
         if (options?.await !== false && !context.detached) {
           if (lsn !== null) await writer.record(context, lsn);
@@ -154,7 +155,7 @@ export class RegionalClient extends EventEmitter {
           current,
           writeWithCommitLsn(client, config, info.statements),
         );
-        writer.writes++;
+        writer.wrote(chosen ? 'forced' : writeReason(info));
         if (committed.lsn !== null && record) await writer.record(context, committed.lsn);
         return committed.result as pg.QueryResult<R>;
       }
@@ -164,7 +165,7 @@ export class RegionalClient extends EventEmitter {
           current,
           writeWithCommitLsn(client, config, info.statements),
         );
-        reader.served('primary');
+        reader.served('primary', chosen ? 'forced' : undefined);
         if (read.flushed != null) await writer.record(context, read.flushed);
         return read.result as pg.QueryResult<R>;
       }
@@ -198,7 +199,8 @@ export class RegionalClient extends EventEmitter {
       return this.#run<R>(config, info, options, target, chosen, undefined);
     }
     if (current.on === 'replica') reader.served('replica');
-    else if (info.kind === 'read' && !info.control) reader.served('primary');
+    else if (info.kind === 'read' && !info.control)
+      reader.served('primary', chosen ? 'forced' : undefined);
     return result;
   }
 

@@ -10,13 +10,14 @@ import { ConfigError, RegionalError } from '../core/errors.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
 import { ReplicaRoute, SourceKey } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
+import { type LagSample, SourceTelemetry } from '../core/telemetry.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
 import { openClient, type RegionalClient } from './client.js';
 import { guardedPool, systemIdentifier } from './connections.js';
 import { readWriteMode, type WriteMode } from './forwarding.js';
 import { registerParts } from './parts.js';
 import { Reader } from './reader.js';
-import { replayLsnPoller } from './replay-poller.js';
+import { type LagRow, lagSample, REPLICA_LAG_SQL, replayLsnPoller } from './replay-poller.js';
 import {
   normalize,
   type QueryConfig,
@@ -126,6 +127,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   readonly #deps: TransactionDeps;
   readonly #poller: ReturnType<typeof replayLsnPoller> | null;
   readonly #warn: (message: string, error?: unknown) => void;
+  readonly #telemetry: SourceTelemetry;
   #ended = false;
 
   constructor(options: RegionalPoolOptions = {}) {
@@ -147,7 +149,14 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     );
     this.primaryPool.on('error', (error) => this.#idleError('primary', error));
     this.#key = new SourceKey(() => this.#nameSource());
+    this.#telemetry = new SourceTelemetry({
+      system: 'postgresql',
+      region: config.region ?? 'local',
+      lag: () => this.#lag(),
+      replicaUsable: config.replicaUrl ? () => this.#route?.usable() ?? false : undefined,
+    });
     this.#writer = new Writer({
+      telemetry: this.#telemetry,
       config,
       primaryPool: this.primaryPool,
       key: this.#key,
@@ -189,6 +198,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
         fallback: 'reads go to the primary',
         format: formatLsn,
         warn,
+        telemetry: this.#telemetry,
       });
       // The sentinel: connected now, and kept connected, so a restart of the replica is seen
       // (and the first wait doesn't pay for connecting).
@@ -204,6 +214,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       replicaPool: this.replicaPool,
       route,
       writer: this.#writer,
+      telemetry: this.#telemetry,
     });
     this.#deps = { config, reader: this.#reader, writer: this.#writer };
     registerParts(this, { config, key: this.#key, reader: this.#reader, writer: this.#writer });
@@ -229,6 +240,14 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       return Promise.reject(error);
     }
     if (this.config.mode === 'single') return send<R>(this.primaryPool, config);
+    return this.#telemetry.traced(config.text, () => this.#routed(config, options));
+  }
+
+  /** `query` once its text is normalized: where it goes, and going there. */
+  #routed<R extends pg.QueryResultRow>(
+    config: QueryConfig,
+    options: QueryOptions | undefined,
+  ): Promise<pg.QueryResult<R>> {
     const info = statementInfo(config.text, options?.kind);
     if (info.control) {
       return Promise.reject(
@@ -242,7 +261,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     const on = options?.on ?? (info.kind === 'read' ? 'replica' : 'primary');
     if (on === 'primary' && info.kind === 'write')
       return this.#writer.write(config, info, options) as Promise<pg.QueryResult<R>>;
-    if (on === 'primary') return this.#reader.onPrimary<R>(config, info);
+    if (on === 'primary') return this.#reader.onPrimary<R>(config, info, 'forced');
     return this.#reader.read<R>(config, info, options);
   }
 
@@ -273,7 +292,8 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
     fn: (tx: TransactionClient) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
-    return runTransaction(this.#deps, fn, options);
+    if (this.config.mode === 'single') return runTransaction(this.#deps, fn, options);
+    return this.#telemetry.traced('BEGIN', () => runTransaction(this.#deps, fn, options));
   }
 
   /**
@@ -285,6 +305,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
   async end(): Promise<void> {
     this.#ended = true;
     this.#route?.close();
+    this.#telemetry.close();
     await Promise.all([this.primaryPool.end(), this.replicaPool?.end(), this.#poller?.close()]);
   }
 
@@ -375,6 +396,16 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       );
       return `pg:${await systemIdentifier(this.primaryPool)}`;
     }
+  }
+
+  /** The replica's lag now, for the metrics: `null` without a usable replica. */
+  async #lag(): Promise<LagSample | null> {
+    if (!this.replicaPool || !this.#route?.usable()) return null;
+    const [replica, primary] = await Promise.all([
+      this.replicaPool.query<LagRow>(REPLICA_LAG_SQL),
+      this.#primaryFlushLsn(),
+    ]);
+    return lagSample(replica.rows[0], primary);
   }
 
   /** The primary's WAL flush position now: what a restarted replica must replay first. */

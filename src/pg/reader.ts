@@ -3,6 +3,7 @@ import type { StatementInfo } from '../core/classify.js';
 import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import type { ReplicaRoute, Target } from '../core/route.js';
+import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
 import { isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { checksInRoundTrip, type QueryConfig, type QueryOptions, send } from './statement.js';
@@ -19,6 +20,7 @@ export interface ReaderOptions {
   route: ReplicaRoute | null;
   /** For a read the replica refuses as a write (SQLSTATE 25006). */
   writer: Writer;
+  telemetry: SourceTelemetry;
 }
 
 /**
@@ -65,7 +67,7 @@ export class Reader {
       case 'replica':
         return this.onReplica<R>(config, info, options);
       case 'primary':
-        return this.onPrimary<R>(config, info);
+        return this.onPrimary<R>(config, info, 'replica_down');
       case 'check':
         if (checksInRoundTrip(info))
           return this.checked<R>(config, info, route.needed(context), options);
@@ -76,7 +78,7 @@ export class Reader {
       .then((target) =>
         target === 'replica'
           ? this.onReplica<R>(config, info, options)
-          : this.onPrimary<R>(config, info),
+          : this.onPrimary<R>(config, info, this.fallbackReason()),
       );
   }
 
@@ -87,8 +89,9 @@ export class Reader {
   onPrimary<R extends pg.QueryResultRow>(
     config: QueryConfig,
     info?: StatementInfo,
+    reason?: RouteReason,
   ): Promise<pg.QueryResult<R>> {
-    this.served('primary');
+    this.served('primary', reason);
     const context = currentContext();
     if (!this.recordsPrimaryReads(context)) {
       return send<R>(this.options.primaryPool, config).catch((error: unknown) => {
@@ -111,11 +114,24 @@ export class Reader {
     );
   }
 
-  /** Counts a read answered by `target`. */
-  served(target: Target): void {
+  /**
+   * Counts a read answered by `target`, for `reason` (by default: `read`, or on the primary of
+   * a region with a replica, why the replica was not used).
+   */
+  served(target: Target, reason?: RouteReason): void {
     const route = this.options.route;
     if (route) route.served(target);
     else if (target === 'primary') this.unroutedPrimaryReads++;
+    this.options.telemetry.routed(
+      target,
+      reason ?? (target === 'replica' ? 'read' : this.fallbackReason()),
+    );
+  }
+
+  /** Why a read in this region goes to the primary when nobody chose it: no replica, lag, or down. */
+  fallbackReason(): RouteReason {
+    const route = this.options.route;
+    return !route ? 'read' : route.usable() ? 'lag' : 'replica_down';
   }
 
   /** A replica connection, or `null` (and the replica marked down) if it cannot be had. */
@@ -142,6 +158,7 @@ export class Reader {
     const route = this.options.route as ReplicaRoute;
     const generation = route.generation;
     const { result, replayed } = await readWithReplayLsn(client, config);
+    this.options.telemetry.checked();
     return route.checked(replayed, needed, generation) ? result : null;
   }
 
@@ -158,6 +175,7 @@ export class Reader {
     const route = this.options.route as ReplicaRoute;
     const generation = route.generation;
     const { result, replayed } = await beginWithReplayLsn(client, begin);
+    this.options.telemetry.checked();
     if (route.checked(replayed, needed, generation)) return result;
     await client.query('ROLLBACK');
     return null;
@@ -203,7 +221,7 @@ export class Reader {
   ): Promise<pg.QueryResult<R>> {
     const route = this.options.route as ReplicaRoute;
     const client = await this.checkoutReplica();
-    if (!client) return this.onPrimary<R>(config, info);
+    if (!client) return this.onPrimary<R>(config, info, 'replica_down');
     const generation = route.generation;
     let checked: Awaited<ReturnType<typeof readWithReplayLsn>>;
     try {
@@ -213,6 +231,7 @@ export class Reader {
       return this.replicaFailed<R>(error, config, info, options);
     }
     client.release();
+    this.options.telemetry.checked();
     if (route.checked(checked.replayed, needed, generation)) {
       this.served('replica');
       return checked.result as pg.QueryResult<R>;
@@ -221,7 +240,7 @@ export class Reader {
     const target = await route.afterCheck(needed, currentContext());
     return target === 'replica'
       ? this.onReplica<R>(config, info, options)
-      : this.onPrimary<R>(config, info);
+      : this.onPrimary<R>(config, info, this.fallbackReason());
   }
 
   /** A read failed on the replica: retried on the primary where that can help, else rethrown. */
@@ -234,12 +253,15 @@ export class Reader {
     if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
       // It looked like a read but writes (a function that inserts, nextval()).
       this.readOnlyRetries++;
-      return this.options.writer.write(config, { ...info, kind: 'write' }, options) as Promise<
-        pg.QueryResult<R>
-      >;
+      return this.options.writer.write(
+        config,
+        { ...info, kind: 'write' },
+        options,
+        'read_only_retry',
+      ) as Promise<pg.QueryResult<R>>;
     }
     if (!isConnectionFailure(error)) return Promise.reject(error);
     this.options.route?.failed(error);
-    return this.onPrimary<R>(config, info);
+    return this.onPrimary<R>(config, info, 'replica_down');
   }
 }

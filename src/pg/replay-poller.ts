@@ -1,8 +1,30 @@
 import pg from 'pg';
 import { parseLsn } from '../core/lsn.js';
+import type { LagSample } from '../core/telemetry.js';
 import type { PositionPoller } from '../core/tracker.js';
 
 /** How far a replica has replayed; `NULL` on a server that is not a replica. */
+/**
+ * How far behind the replica is in time: 0 when it has replayed all it received (an idle
+ * primary sends nothing, and the last replayed transaction only gets older), else the age of
+ * the last transaction it replayed (how postgres_exporter measures it); and its replay position.
+ */
+export const REPLICA_LAG_SQL = `SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+  ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END AS seconds,
+  pg_last_wal_replay_lsn()::text AS replayed`;
+
+export interface LagRow {
+  seconds: number | string | null;
+  replayed: string | null;
+}
+
+/** The lag gauges' sample from {@link REPLICA_LAG_SQL}'s row and the primary's position. */
+export function lagSample(row: LagRow | undefined, primary: bigint): LagSample | null {
+  if (!row || row.replayed === null) return null;
+  const behind = primary - parseLsn(row.replayed);
+  return { seconds: Number(row.seconds ?? 0), bytes: behind > 0n ? Number(behind) : 0 };
+}
+
 export const REPLAY_LSN_QUERY = 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
 
 // The start time names the server process: a replica that restarted is another process, whose

@@ -105,12 +105,12 @@ export async function runTransaction<T>(
     }
     if (on === 'replica' || config.mode === 'single') {
       await client.query('COMMIT');
-      if (on === 'replica') reader.served('replica');
+      if (on === 'replica') reader.served('replica', 'read');
     } else {
       const context = currentContext();
       const { lsn, flushed } = await commitWithLsn(client);
       if (options.readOnly) reader.served('primary');
-      else writer.writes++;
+      else writer.wrote('transaction');
       if (lsn !== null && record) await writer.record(context, lsn);
       // What it read on the primary: later reads on a replica must see no less.
       else if (flushed !== null && reader.recordsPrimaryReads(context) && options.await !== false)

@@ -3,6 +3,7 @@ import type { StatementInfo } from '../core/classify.js';
 import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import type { SourceKey } from '../core/route.js';
+import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import { type CommittedWrite, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { primaryError, unsent } from './connections.js';
 import { missingForwarderError, type WriteForwarder, type WriteMode } from './forwarding.js';
@@ -15,6 +16,7 @@ export interface WriterOptions {
   writeMode: WriteMode;
   /** `REGIONAL_QUERY_TIMEOUT_MS`, named in time-out errors. */
   queryTimeoutMs: number;
+  telemetry: SourceTelemetry;
 }
 
 /**
@@ -60,6 +62,12 @@ export class Writer {
     this.forwarder = forwarder;
   }
 
+  /** Counts a write (a statement, or a committed transaction) sent to the primary. */
+  wrote(reason: RouteReason): void {
+    this.writes++;
+    this.options.telemetry.routed('primary', reason);
+  }
+
   /** Records a commit position in `context`. */
   record(context: ConsistencyContext, lsn: bigint): void | Promise<void> {
     return this.options.key.record(context, lsn);
@@ -70,6 +78,7 @@ export class Writer {
     config: QueryConfig,
     info: StatementInfo,
     options?: QueryOptions,
+    reason: RouteReason = writeReason(info),
   ): Promise<pg.QueryResult | pg.QueryResult[]> {
     const context = currentContext();
     const record = context.startWrite(options?.await !== false);
@@ -80,7 +89,7 @@ export class Writer {
     } else {
       committed = await this.writeDirect(config, info.statements);
     }
-    this.writes++;
+    this.wrote(reason);
     if (committed.lsn !== null && record) await this.record(context, committed.lsn);
     return committed.result;
   }
@@ -134,4 +143,9 @@ export class Writer {
   error(error: unknown, operation: 'read' | 'write', client?: pg.ClientBase): unknown {
     return primaryError(error, operation, { client, queryTimeoutMs: this.options.queryTimeoutMs });
   }
+}
+
+/** Why a write went to the primary: it writes, or it locks. */
+export function writeReason(info: StatementInfo): RouteReason {
+  return info.lock ? 'lock' : 'write';
 }

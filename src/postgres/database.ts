@@ -10,8 +10,9 @@ import { ConfigError } from '../core/errors.js';
 import { formatLsn, parseLsn } from '../core/lsn.js';
 import { ReplicaRoute, SourceKey } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
+import { type LagSample, SourceTelemetry } from '../core/telemetry.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
-import { replayLsnPoller } from '../pg/replay-poller.js';
+import { type LagRow, lagSample, REPLICA_LAG_SQL, replayLsnPoller } from '../pg/replay-poller.js';
 import { Dispatcher } from './dispatch.js';
 import { assertSupported, type QueryInternals, textOf } from './queries.js';
 import { begin, reserve } from './transaction.js';
@@ -89,6 +90,7 @@ export class RegionalPostgres implements ReplicatedSource {
   readonly #dispatcher: Dispatcher;
   readonly #poller: ReturnType<typeof replayLsnPoller> | null;
   readonly #options: PostgresOptions;
+  readonly #telemetry: SourceTelemetry;
 
   constructor(options: RegionalPostgresOptions = {}) {
     const config = options.config ?? loadConfig(options);
@@ -109,6 +111,13 @@ export class RegionalPostgres implements ReplicatedSource {
     assertSupported(this.primary);
     this.#key = new SourceKey(() => this.#nameSource());
     const replicaUrl = config.replicaUrl;
+    const telemetry = new SourceTelemetry({
+      system: 'postgresql',
+      region: config.region ?? 'local',
+      lag: () => this.#lag(),
+      replicaUsable: replicaUrl ? () => this.#route?.usable() ?? false : undefined,
+    });
+    this.#telemetry = telemetry;
     let route: ReplicaRoute | null = null;
     if (replicaUrl) {
       this.replica = postgres(replicaUrl, { ...options.postgres, ...options.replica });
@@ -129,17 +138,13 @@ export class RegionalPostgres implements ReplicatedSource {
         settings: config,
         poll: poller,
         key: this.#key,
-        primaryPosition: async () => {
-          const [row] = await this.primary<
-            { lsn: string }[]
-          >`select pg_current_wal_flush_lsn()::text as lsn`;
-          return parseLsn((row as { lsn: string }).lsn);
-        },
+        primaryPosition: () => this.#primaryPosition(),
         name: `the replica in ${config.region}`,
         where: redactUrl(replicaUrl),
         fallback: 'reads go to the primary',
         format: formatLsn,
         warn,
+        telemetry,
       });
       poller.warm();
     } else {
@@ -153,6 +158,7 @@ export class RegionalPostgres implements ReplicatedSource {
       replica: this.replica,
       route,
       key: this.#key,
+      telemetry,
     });
     this.sql = this.#makeSql();
   }
@@ -185,6 +191,24 @@ export class RegionalPostgres implements ReplicatedSource {
     return this.#route?.tracker ?? null;
   }
 
+  /** The primary's WAL flush position now. */
+  async #primaryPosition(): Promise<bigint> {
+    const [row] = await this.primary<
+      { lsn: string }[]
+    >`select pg_current_wal_flush_lsn()::text as lsn`;
+    return parseLsn((row as { lsn: string }).lsn);
+  }
+
+  /** The replica's lag now, for the metrics: `null` without a usable replica. */
+  async #lag(): Promise<LagSample | null> {
+    if (!this.replica || !this.#route?.usable()) return null;
+    const [rows, primary] = await Promise.all([
+      this.replica.unsafe<LagRow[]>(REPLICA_LAG_SQL),
+      this.#primaryPosition(),
+    ]);
+    return lagSample(rows[0], primary);
+  }
+
   /**
    * Closes every connection (`sql.end()` does the same), letting running queries finish for at
    * most `timeout` seconds (default 5). postgres.js's own default waits forever, and with 3.4 a
@@ -196,6 +220,7 @@ export class RegionalPostgres implements ReplicatedSource {
    */
   async end(options: { timeout?: number } = {}): Promise<void> {
     this.#route?.close();
+    this.#telemetry.close();
     const timeout = { timeout: options.timeout ?? END_TIMEOUT_SECONDS };
     await Promise.all([
       this.primary.end(timeout),

@@ -5,6 +5,7 @@ import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
 import { parseLsn } from '../core/lsn.js';
 import type { KeySource, ReplicaRoute, Target } from '../core/route.js';
+import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import {
   type Handler,
   handlerOf,
@@ -27,6 +28,7 @@ export interface DispatcherOptions {
   replica: Sql | null;
   route: ReplicaRoute | null;
   key: KeySource;
+  telemetry: SourceTelemetry;
 }
 
 /** What a query turned into: its result, or its error. */
@@ -109,9 +111,13 @@ export class Dispatcher {
       return;
     }
     const context = currentContext();
-    const work =
-      info.kind === 'write' ? this.write(query, context) : this.read(query, info, context);
-    work.catch((error: unknown) => query.reject(error));
+    const work = () =>
+      info.kind === 'write'
+        ? this.write(query, context, info.lock ? 'lock' : 'write')
+        : this.read(query, info, context);
+    this.options.telemetry
+      .traced(query.strings[0] ?? '', work)
+      .catch((error: unknown) => query.reject(error));
   }
 
   /** Records `position` of this database in `context`. */
@@ -136,11 +142,27 @@ export class Dispatcher {
     );
   }
 
-  /** Counts a read answered by `target`. */
-  served(target: Target): void {
+  /** Counts a read answered by `target`, for `reason` (see the node-postgres driver's reader). */
+  served(target: Target, reason?: RouteReason): void {
     const route = this.options.route;
     if (route) route.served(target);
     else if (target === 'primary') this.unroutedPrimaryReads++;
+    this.options.telemetry.routed(
+      target,
+      reason ?? (target === 'replica' ? 'read' : this.fallbackReason()),
+    );
+  }
+
+  /** Why a read goes to the primary when nobody chose it: no replica, lag, or the replica down. */
+  fallbackReason(): RouteReason {
+    const route = this.options.route;
+    return !route ? 'read' : route.usable() ? 'lag' : 'replica_down';
+  }
+
+  /** Counts a write (a statement, or a committed transaction) sent to the primary. */
+  wrote(reason: RouteReason): void {
+    this.writes++;
+    this.options.telemetry.routed('primary', reason);
   }
 
   /** A reserved connection on the primary; failing to get one is a `PrimaryUnavailableError`. */
@@ -159,9 +181,16 @@ export class Dispatcher {
   }
 
   /** A write outside any transaction: on the primary, its commit position recorded. */
-  async write(query: QueryInternals, context: ConsistencyContext): Promise<void> {
+  async write(
+    query: QueryInternals,
+    context: ConsistencyContext,
+    reason: RouteReason = 'write',
+  ): Promise<void> {
     const record = context.startWrite(true);
-    if (!record) return this.plain(query, this.primaryHandler, 'write');
+    if (!record) {
+      this.options.telemetry.routed('primary', reason);
+      return this.plain(query, this.primaryHandler, 'write');
+    }
     const reserved = await this.reservePrimary('write');
     try {
       const { outcome, position } = await this.withProbe(reserved, query, FLUSH_LSN, 'after');
@@ -176,7 +205,7 @@ export class Dispatcher {
           }),
         );
       }
-      this.writes++;
+      this.wrote(reason);
       if (position !== null) await this.record(context, position);
       deliver(query, outcome);
     } finally {
@@ -196,18 +225,24 @@ export class Dispatcher {
       case 'replica':
         return this.onReplica(query, context);
       case 'primary':
-        return this.onPrimary(query, context);
+        return this.onPrimary(query, context, 'replica_down');
       case 'check':
         if (info.statements <= 1) return this.checked(query, route.needed(context), context);
         break;
     }
     const target = await route.choose(context);
-    return target === 'replica' ? this.onReplica(query, context) : this.onPrimary(query, context);
+    return target === 'replica'
+      ? this.onReplica(query, context)
+      : this.onPrimary(query, context, this.fallbackReason());
   }
 
   /** A read on the primary, recording the primary's position where later reads need it. */
-  async onPrimary(query: QueryInternals, context: ConsistencyContext): Promise<void> {
-    this.served('primary');
+  async onPrimary(
+    query: QueryInternals,
+    context: ConsistencyContext,
+    reason?: RouteReason,
+  ): Promise<void> {
+    this.served('primary', reason);
     if (!this.recordsPrimaryReads(context)) return this.plain(query, this.primaryHandler, 'read');
     const reserved = await this.reservePrimary('read');
     try {
@@ -248,7 +283,7 @@ export class Dispatcher {
     } catch (error) {
       if (!isConnectionFailure(error)) throw error;
       route.failed(error);
-      return this.onPrimary(query, context);
+      return this.onPrimary(query, context, 'replica_down');
     }
     const generation = route.generation;
     let outcome: Outcome;
@@ -259,13 +294,16 @@ export class Dispatcher {
       reserved.release();
     }
     if (!outcome.ok) return this.replicaFailed(query, outcome.error, context);
+    this.options.telemetry.checked();
     if (route.checked(position ?? null, needed, generation)) {
       this.served('replica');
       return deliver(query, outcome);
     }
     // The replica was behind when the read ran: its answer may be stale. Wait, then read again.
     const target = await route.afterCheck(needed, context);
-    return target === 'replica' ? this.onReplica(query, context) : this.onPrimary(query, context);
+    return target === 'replica'
+      ? this.onReplica(query, context)
+      : this.onPrimary(query, context, this.fallbackReason());
   }
 
   /** A read failed on the replica: retried on the primary where that can help, else rejected. */
@@ -277,11 +315,11 @@ export class Dispatcher {
     if ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION) {
       // It looked like a read but writes (a function that inserts, nextval()).
       this.readOnlyRetries++;
-      return this.write(query, context);
+      return this.write(query, context, 'read_only_retry');
     }
     if (!isConnectionFailure(error)) return query.reject(error);
     this.options.route?.failed(error);
-    return this.onPrimary(query, context);
+    return this.onPrimary(query, context, 'replica_down');
   }
 
   /** Runs `query` as it is on `handler`, connection failures turned into Regional's errors. */

@@ -160,7 +160,7 @@ async function onPrimary<T>(
       );
     }
     const lsn = (await probe)[0]?.lsn;
-    if (records === 'write') dispatcher.writes++;
+    if (records === 'write') dispatcher.wrote('transaction');
     else dispatcher.served('primary');
     const record = records === 'write' || dispatcher.recordsPrimaryReads(context);
     if (lsn && record && records !== 'none') await dispatcher.record(context, parseLsn(lsn));
@@ -282,7 +282,7 @@ export async function reserve(dispatcher: Dispatcher): Promise<postgres.Reserved
         if (result === undefined) return;
         const lsn = rows[0]?.lsn;
         if (lsn) await dispatcher.record(context, parseLsn(lsn));
-        dispatcher.writes++;
+        dispatcher.wrote('transaction');
         resolve(result);
       },
       (error: unknown) => {

@@ -8,6 +8,7 @@ import { ConfigError } from '../core/errors.js';
 import { RegionInstances, type RegionInstancesOptions } from '../core/instances.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
 import { RequestVerifier } from '../core/signing.js';
+import { recordProcedureCall, startSpan, TELEMETRY, within } from '../core/telemetry.js';
 import { type PoolParts, partsOf } from '../pg/parts.js';
 import type { RegionalPool } from '../pg/pool.js';
 import type { TransactionClient, TransactionOptions } from '../pg/transaction.js';
@@ -317,10 +318,40 @@ export class Procedures {
    * @example
    * const { result, lsn, via } = await procedures.invoke('createPost', input);
    */
-  async invoke<O = unknown>(
+  invoke<O = unknown>(
     name: string,
     input: unknown,
     options: CallOptions = {},
+  ): Promise<CallOutcome<O>> {
+    const region = this.here ?? 'local';
+    const span = startSpan(TELEMETRY.spans.procedure, {
+      [TELEMETRY.attributes.procedure]: name,
+      [TELEMETRY.attributes.region]: region,
+    });
+    const run = async () => {
+      const outcome = await this.invokeHere<O>(name, input, options);
+      span?.setAttributes({
+        'regional.via': outcome.via,
+        [TELEMETRY.attributes.replayed]: outcome.replayed,
+      });
+      return outcome;
+    };
+    return (span ? within(span, run) : run()).then(
+      (outcome) => {
+        recordProcedureCall(region, name, 'ok');
+        return outcome;
+      },
+      (error: unknown) => {
+        recordProcedureCall(region, name, 'error');
+        throw error;
+      },
+    );
+  }
+
+  private async invokeHere<O>(
+    name: string,
+    input: unknown,
+    options: CallOptions,
   ): Promise<CallOutcome<O>> {
     const id = options.id ?? randomUUID();
     if (!isCallId(id))
