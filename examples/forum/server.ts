@@ -8,9 +8,16 @@
  * - `single`: a plain pg.Pool on DATABASE_URL (the database only in the primary region);
  * - `replicas`: Drizzle's own `withReplicas` (reads on DATABASE_REPLICA_URL, no consistency).
  *
+ * With Regional it also exports Regional's metrics (replica lag, routed queries, waits, replays)
+ * for Prometheus at `GET /metrics`, through OpenTelemetry's Prometheus exporter.
+ *
  * Environment: PORT (default 8080), HOST (default 127.0.0.1), REGION, and Regional's variables.
  */
-import { serve } from '@hono/node-server';
+import { type HttpBindings, serve } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { metrics } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { drizzle as plainDrizzle } from 'drizzle-orm/node-postgres';
 import { withReplicas } from 'drizzle-orm/pg-core';
 import { Hono } from 'hono';
@@ -131,8 +138,19 @@ if (!['regional', 'single', 'replicas'].includes(deployment)) {
   process.exit(2);
 }
 
-const root = new Hono();
+const root = new Hono<{ Bindings: HttpBindings }>();
 if (deployment === 'regional') {
+  // The SDK's meter provider is registered before the pool and the middleware are made: they
+  // take their instruments from the global provider when they are created.
+  const exporter = new PrometheusExporter({ preventServerStart: true });
+  const meterProvider = new MeterProvider({ readers: [exporter] });
+  metrics.setGlobalMeterProvider(meterProvider);
+  closers.push(() => meterProvider.shutdown());
+  // Before Regional's middleware: a scrape is not a request of the app's (no token wait, not counted).
+  root.get('/metrics', (c) => {
+    exporter.getMetricsRequestHandler(c.env.incoming, c.env.outgoing);
+    return RESPONSE_ALREADY_SENT;
+  });
   const { services, sources } = regionalServices();
   root.use(
     // Replies are not in primaryOnlyPaths. That would spare each a stop at this instance (about
