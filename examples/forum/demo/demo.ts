@@ -19,6 +19,7 @@ import {
   type DeploymentFigures,
   renderChart,
   renderReport,
+  renderSummary,
   summarize,
   writeDemoResults,
 } from './report.js';
@@ -254,6 +255,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     }
 
     const rtt = (a: string, b: string) => cluster.topology.rttMs(a, b);
+    // The project's own thresholds, kept in demo.json for the benchmarks; the printed report
+    // says what the run showed instead.
     const goals = checkGoals(figures, cluster.primaryRegion, rtt);
     const { regions } = cluster.topology;
     const links = regions.flatMap((a, i) =>
@@ -266,7 +269,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
         `Each deployment: ${options.readers ?? 3} readers and ${writers} writers per region, ${durationMs / 1000} s measured after ${warmupMs / 1000} s of warm-up.`,
         `Regional Redis: ${redisMissing ? 'not used (redis-server missing)' : 'sessions and counters in the shared store, topic list in the regional cache'}.`,
         '',
-        renderReport(figures, goals),
+        renderReport(figures),
+        '',
+        renderSummary(figures, { primaryRegion: cluster.primaryRegion, rttMs: rtt }),
         '',
       ].join('\n'),
     );

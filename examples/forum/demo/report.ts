@@ -165,11 +165,8 @@ function notMeasured(goal: string, what: string, region: string, primaryRegion: 
 const ms = (value: number | null) =>
   value === null || Number.isNaN(value) ? '-' : `${Math.round(value * 10) / 10} ms`;
 
-/** The report as people read it: per deployment and region, then the goals. */
-export function renderReport(
-  figures: readonly DeploymentFigures[],
-  goals: readonly Goal[],
-): string {
+/** The report as people read it: per deployment and region, then any errors the run saw. */
+export function renderReport(figures: readonly DeploymentFigures[]): string {
   const rows = [
     [
       'deployment / region',
@@ -193,14 +190,7 @@ export function renderReport(
       ]);
     }
   }
-  const lines = [table(rows), ''];
-  if (goals.length > 0) {
-    lines.push('Goals (Regional row):');
-    for (const goal of goals) {
-      const mark = goal.met === null ? '–' : goal.met ? '✓' : '✗';
-      lines.push(`  ${mark} ${goal.goal}: ${goal.detail}`);
-    }
-  }
+  const lines = [table(rows)];
   const errors = figures.flatMap((d) =>
     Object.entries(d.regions).flatMap(([region, r]) =>
       r.errorSamples.map((e) => `  ${d.name} ${region}: ${e}`),
@@ -208,6 +198,97 @@ export function renderReport(
   );
   if (errors.length > 0) lines.push('', 'Errors seen (first few):', ...errors);
   return lines.join('\n');
+}
+
+/** What the summary needs to know about the run besides its figures. */
+export interface RunContext {
+  primaryRegion: string;
+  /** The links' nominal round trip between two regions (ms). */
+  rttMs(a: string, b: string): number;
+}
+
+const COUNT_WORDS = ['no', 'one', 'two', 'three', 'four', 'five'];
+
+function staleTotals(deployment: DeploymentFigures): { stale: number; own: number } {
+  let stale = 0;
+  let own = 0;
+  for (const r of Object.values(deployment.regions)) {
+    stale += r.staleReads;
+    own += r.ownWriteReads;
+  }
+  return { stale, own };
+}
+
+/**
+ * What the run showed, in plain words, from its own figures: reads far from the primary beside
+ * one region, stale reads after own writes beside read replicas alone, and what a post costs in
+ * round trips. No verdicts against thresholds: those are kept in demo.json's `goals`.
+ */
+export function renderSummary(figures: readonly DeploymentFigures[], context: RunContext): string {
+  const find = (name: Deployment['name']) => figures.find((f) => f.name === name);
+  const regional = find('regional');
+  const heading =
+    'What this run showed (medians on this machine; the delays between regions are simulated):';
+  if (!regional) {
+    return `${heading}\n  • Regional was not among the deployments run: the table above has their figures.`;
+  }
+  const { primaryRegion } = context;
+  // Farthest from the primary first: where the deployments differ most.
+  const remote = Object.keys(regional.regions)
+    .filter((region) => region !== primaryRegion)
+    .sort((a, b) => context.rttMs(b, primaryRegion) - context.rttMs(a, primaryRegion));
+  const lines: string[] = [];
+
+  const oneRegion = find('one-region');
+  const reads = remote.flatMap((region) => {
+    const ours = regional.regions[region]?.readP50Ms ?? null;
+    const theirs = oneRegion?.regions[region]?.readP50Ms ?? null;
+    return ours === null ? [] : [{ region, ours, theirs }];
+  });
+  const [far, ...near] = reads;
+  if (far) {
+    const versus = (theirs: number | null, long: boolean) =>
+      theirs === null ? '' : ` vs ${ms(theirs)}${long ? ' from one region' : ''}`;
+    const others = near.map((r) => `${r.region}: ${ms(r.ours)}${versus(r.theirs, false)}`);
+    lines.push(
+      `readers in ${far.region}: ${ms(far.ours)} with Regional${versus(far.theirs, true)}` +
+        (others.length > 0 ? ` (${others.join('; ')})` : ''),
+    );
+  }
+
+  const ours = staleTotals(regional);
+  if (ours.own > 0) {
+    const alone = find('replicas-no-consistency');
+    const theirs = alone ? staleTotals(alone) : null;
+    lines.push(
+      `stale reads after own writes (a writer's new post missing from the page read right after): ${ours.stale} of ${ours.own} with Regional` +
+        (theirs && theirs.own > 0
+          ? ` vs ${theirs.stale} of ${theirs.own} with read replicas alone`
+          : ''),
+    );
+  }
+
+  const postRegion = remote[0];
+  const post = postRegion === undefined ? null : (regional.regions[postRegion]?.writeP50Ms ?? null);
+  if (postRegion !== undefined && post !== null) {
+    const roundTrip = (d: DeploymentFigures) =>
+      d.linkRttP50Ms?.[postRegion] ?? context.rttMs(postRegion, primaryRegion);
+    const trips = (d: DeploymentFigures, value: number) => {
+      const n = Math.round(value / roundTrip(d));
+      return COUNT_WORDS[n] ?? String(n);
+    };
+    const everywhere = find('app-everywhere');
+    const theirs = everywhere?.regions[postRegion]?.writeP50Ms ?? null;
+    const n = trips(regional, post);
+    lines.push(
+      `a post from ${postRegion} costs ${n} round trip${n === 'one' ? '' : 's'} to ${primaryRegion} with Regional (${ms(post)}; the round trip itself: ${ms(roundTrip(regional))})` +
+        (everywhere && theirs !== null
+          ? ` vs ${trips(everywhere, theirs)} with the app in every region and the database in ${primaryRegion} only (${ms(theirs)})`
+          : ''),
+    );
+  }
+  if (lines.length === 0) lines.push('the run measured no reads or writes');
+  return [heading, ...lines.map((line) => `  • ${line}`)].join('\n');
 }
 
 /** A grouped bar chart (log scale) of read and write→read p50 per deployment and region, as SVG. */
