@@ -302,10 +302,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     const written = writeDemoResults(
       options.results ?? path.join(ROOT, 'bench', 'results'),
       data,
-      renderChart(
-        figures,
-        `Regional demo: p50 per deployment and region, log scale (${links.join(', ')})`,
-      ),
+      renderChart(figures, {
+        title: `Regional demo: the forum in ${regions.join(', ')}, ${figures.length === 1 ? 'one deployment' : `${figures.length} deployments side by side`}`,
+        subtitle: `Database primary in ${cluster.primaryRegion}; round trips ${links.join(', ')}; ${options.readers ?? 3} readers and ${writers} writers per region, ${durationMs / 1000} s per deployment.`,
+        primaryRegion: cluster.primaryRegion,
+        roundTripMs: (figures.find((f) => f.name === 'regional') ?? figures[0])?.linkRttP50Ms,
+      }),
     );
     status(
       `wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.svg)}`,

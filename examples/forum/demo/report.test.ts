@@ -3,6 +3,7 @@ import {
   checkGoals,
   type DeploymentFigures,
   type RegionFigures,
+  renderChart,
   renderReport,
   renderSummary,
   summarize,
@@ -211,6 +212,13 @@ const context = {
   rttMs: (a: string, b: string) => ({ cdg: 80, syd: 200 })[a === 'iad' ? b : a] as number,
 };
 
+/** The deployment's group in the chart: its label, bars and printed figures. */
+function deploymentGroup(svg: string, name: string): string {
+  const group = new RegExp(`<g id="deployment-${name}">([\\s\\S]*?)</g>`).exec(svg)?.[1];
+  if (group === undefined) throw new Error(`no group for ${name} in the chart`);
+  return group;
+}
+
 describe('renderSummary', () => {
   it('says what the run showed in plain words, from its figures', () => {
     expect(renderSummary(run(), context).split('\n')).toEqual([
@@ -255,5 +263,64 @@ describe('renderSummary', () => {
     expect(renderSummary(run().slice(0, 2), context)).toMatch(
       /\n {2}• Regional was not among the deployments run/,
     );
+  });
+});
+
+describe('renderChart', () => {
+  const svg = renderChart(run(), {
+    title: 'Regional demo',
+    subtitle: 'round trips iad–cdg 80 ms, iad–syd 200 ms',
+    primaryRegion: 'iad',
+    roundTripMs: { cdg: 81.4, syd: 201.4 },
+  });
+
+  it('shows the stale reads after own writes of every deployment and region, on its bars', () => {
+    const expected: Record<string, string[]> = {
+      'one-region': ['0 of 100', '0 of 100', '0 of 100'],
+      'app-everywhere': ['0 of 100', '0 of 100', '0 of 100'],
+      'replicas-no-consistency': ['0 of 376', '16 of 212', '13 of 124'],
+      regional: ['0 of 378', '0 of 212', '0 of 128'],
+    };
+    for (const [name, stale] of Object.entries(expected)) {
+      const group = deploymentGroup(svg, name);
+      expect(
+        [...group.matchAll(/>(\d+ of \d+)</g)].map((m) => m[1]),
+        name,
+      ).toEqual(stale);
+    }
+    // Stale reads are drawn as bars (by rate), and set apart from zero.
+    const replicas = deploymentGroup(svg, 'replicas-no-consistency');
+    expect(replicas).toMatch(/<title>syd, stale reads after own write: 13 of 124<\/title>/);
+    expect(replicas).toMatch(/fill="#b3261e"[^>]*>13 of 124</);
+    expect(deploymentGroup(svg, 'regional')).not.toMatch(/<title>[a-z]+, stale reads/);
+  });
+
+  it('labels every panel with its unit, the regions in a legend, and prints each value', () => {
+    for (const heading of [
+      'Reading a page',
+      'Posting (the write)',
+      'Posting, then reading it back',
+      'Stale reads after own write',
+    ]) {
+      expect(svg).toContain(`>${heading}</text>`);
+    }
+    expect(svg).toContain('>p50, ms · shorter is faster</text>');
+    expect(svg).toContain('>iad (primary)</text>');
+    expect(svg).toMatch(/> ?\d+ %<\/text>/);
+    const regional = deploymentGroup(svg, 'regional');
+    for (const value of ['2 ms', '2.1 ms', '86.2 ms', '206 ms', '209 ms']) {
+      expect(regional).toContain(`>${value}</text>`);
+    }
+    expect(deploymentGroup(svg, 'one-region')).toContain('>app and database in the primary</text>');
+    expect(svg).not.toMatch(/NaN|undefined|null|Infinity/);
+  });
+
+  it('says "not measured" where the run had nothing to measure', () => {
+    const none = renderChart(
+      [{ name: 'regional', label: '4. Regional', regions: { iad: summarize(emptySample()) } }],
+      { title: 'Regional demo', primaryRegion: 'iad' },
+    );
+    expect(deploymentGroup(none, 'regional').match(/>not measured</g)).toHaveLength(4);
+    expect(none).not.toMatch(/NaN|undefined|null|Infinity/);
   });
 });

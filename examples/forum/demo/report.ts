@@ -291,58 +291,253 @@ export function renderSummary(figures: readonly DeploymentFigures[], context: Ru
   return [heading, ...lines.map((line) => `  • ${line}`)].join('\n');
 }
 
-/** A grouped bar chart (log scale) of read and write→read p50 per deployment and region, as SVG. */
-export function renderChart(figures: readonly DeploymentFigures[], title: string): string {
-  const regions = [...new Set(figures.flatMap((d) => Object.keys(d.regions)))];
-  const colours = ['#2f6fb0', '#e08a2e', '#3a9a5b', '#8e5bb5', '#c44e52'];
-  const metrics: { key: 'readP50Ms' | 'writeThenReadP50Ms'; label: string }[] = [
-    { key: 'readP50Ms', label: 'read p50' },
-    { key: 'writeThenReadP50Ms', label: 'write→read p50' },
-  ];
-  const max = Math.max(
-    1,
-    ...figures.flatMap((d) =>
-      Object.values(d.regions).flatMap((r) => metrics.map((m) => r[m.key] ?? 0)),
-    ),
-  );
-  const barHeight = 14;
-  const labelWidth = 330;
-  const plotWidth = 520;
-  const rowsPerDeployment = metrics.length * (regions.length + 1);
-  const height = 70 + figures.length * (rowsPerDeployment * barHeight + 30);
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${labelWidth + plotWidth + 120}" height="${height}" font-family="system-ui, sans-serif" font-size="12">`,
-    `<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(title)}</text>`,
-  ];
-  regions.forEach((region, i) => {
-    out.push(
-      `<rect x="${labelWidth + i * 70}" y="34" width="12" height="12" fill="${colours[i % colours.length]}"/>`,
-    );
-    out.push(`<text x="${labelWidth + i * 70 + 16}" y="45">${escapeXml(region)}</text>`);
-  });
-  let y = 64;
-  for (const deployment of figures) {
-    out.push(`<text x="10" y="${y + 10}" font-weight="bold">${escapeXml(deployment.label)}</text>`);
-    y += 18;
-    for (const metric of metrics) {
-      out.push(`<text x="20" y="${y + 11}">${metric.label}</text>`);
-      regions.forEach((region, i) => {
-        const value = deployment.regions[region]?.[metric.key] ?? 0;
-        // Log scale: 5 ms and 1500 ms side by side both stay readable.
-        const width = Math.max(
-          1,
-          (Math.log10(Math.max(1, value)) / Math.log10(Math.max(10, max))) * plotWidth,
-        );
-        out.push(
-          `<rect x="${labelWidth}" y="${y}" width="${width.toFixed(1)}" height="${barHeight - 2}" fill="${colours[i % colours.length]}"/>`,
-        );
-        out.push(`<text x="${labelWidth + width + 4}" y="${y + 11}">${ms(value)}</text>`);
-        y += barHeight;
-      });
-      y += barHeight / 2;
-    }
-    y += 12;
+export interface ChartOptions {
+  title: string;
+  /** A line under the title: where the regions are and what the workload was. */
+  subtitle?: string;
+  primaryRegion: string;
+  /** One round trip from each replica region to the primary (ms): marked on the write panels. */
+  roundTripMs?: Record<string, number>;
+}
+
+interface Panel {
+  title: string;
+  note: string;
+  /** The bar's length, in the panel's unit (ms, or % for stale reads); `null`: not measured. */
+  value(r: RegionFigures): number | null;
+  /** The figure printed at the bar's end. */
+  text(r: RegionFigures): string;
+  unit: 'ms' | '%';
+  roundTrips?: boolean;
+}
+
+const PANELS: readonly Panel[] = [
+  {
+    title: 'Reading a page',
+    note: 'p50, ms · shorter is faster',
+    value: (r) => r.readP50Ms,
+    text: (r) => (r.readP50Ms === null ? 'not measured' : ms(r.readP50Ms)),
+    unit: 'ms',
+  },
+  {
+    title: 'Posting (the write)',
+    note: 'p50, ms · dashed: one round trip',
+    value: (r) => r.writeP50Ms,
+    text: (r) => (r.writeP50Ms === null ? 'not measured' : ms(r.writeP50Ms)),
+    unit: 'ms',
+    roundTrips: true,
+  },
+  {
+    title: 'Posting, then reading it back',
+    note: 'p50, ms · dashed: one round trip',
+    value: (r) => r.writeThenReadP50Ms,
+    text: (r) => (r.writeThenReadP50Ms === null ? 'not measured' : ms(r.writeThenReadP50Ms)),
+    unit: 'ms',
+    roundTrips: true,
+  },
+  {
+    title: 'Stale reads after own write',
+    note: 'own new post missing · 0 is right',
+    value: (r) => (r.ownWriteReads === 0 ? null : r.staleRate * 100),
+    text: (r) => (r.ownWriteReads === 0 ? 'not measured' : `${r.staleReads} of ${r.ownWriteReads}`),
+    unit: '%',
+  },
+];
+
+/** Round gridline steps for an axis up to `max`: 1, 2, 2.5 or 5 times a power of ten, at most 3 ticks past 0. */
+function tickStep(max: number): number {
+  const rough = max / 3;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  return ([1, 2, 2.5, 5, 10].find((m) => m * power >= rough) ?? 10) * power;
+}
+
+/** Greedy word wrap to about `width` characters a line. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  for (const word of text.split(' ')) {
+    const last = lines.at(-1);
+    if (last !== undefined && last.length + 1 + word.length <= width) {
+      lines[lines.length - 1] = `${last} ${word}`;
+    } else lines.push(word);
   }
+  return lines;
+}
+
+/** A deployment's label as a bold name ("1. one region") and the rest, for the chart. */
+function splitLabel(label: string): { name: string; rest: string } {
+  const match = /^(.*?)(?:: |, | (?=\())(.*)$/.exec(label);
+  return match ? { name: match[1] as string, rest: match[2] as string } : { name: label, rest: '' };
+}
+
+const REGION_COLOURS = ['#2f6fb0', '#e08a2e', '#3a9a5b', '#8e5bb5', '#c44e52'];
+
+/**
+ * The table as a chart, as SVG: one row per deployment, one panel per figure (read p50, write
+ * p50, write→read p50, stale reads after own writes), a bar per region with its value printed
+ * on it. Each panel's scale is linear and shared by all deployments, so bars compare down a
+ * column.
+ */
+export function renderChart(figures: readonly DeploymentFigures[], options: ChartOptions): string {
+  const regions = [...new Set(figures.flatMap((d) => Object.keys(d.regions)))];
+  const colour = (region: string) =>
+    REGION_COLOURS[regions.indexOf(region) % REGION_COLOURS.length] as string;
+  const margin = 20;
+  const labelWidth = 280;
+  const panelWidth = 230;
+  const panelGap = 24;
+  const barRoom = panelWidth - 78; // room left for the value printed after the bar
+  const barHeight = 16;
+  const barGap = 5;
+  const rowPad = 12;
+  const rowHeight = Math.max(
+    rowPad * 2 + regions.length * (barHeight + barGap) - barGap,
+    rowPad * 2 + 4 * 15,
+  );
+  const width = margin * 2 + labelWidth + PANELS.length * (panelWidth + panelGap) - panelGap;
+  const top = options.subtitle ? 150 : 132;
+  const rowsHeight = figures.length * rowHeight;
+  const height = top + rowsHeight + 78;
+  const panelX = (i: number) => margin + labelWidth + i * (panelWidth + panelGap);
+
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="'DejaVu Sans', 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12" fill="#222">`,
+    `<rect width="${width}" height="${height}" fill="#fff"/>`,
+    `<text x="${margin}" y="30" font-size="18" font-weight="bold">${escapeXml(options.title)}</text>`,
+  ];
+  if (options.subtitle) {
+    out.push(
+      `<text x="${margin}" y="52" font-size="12" fill="#555">${escapeXml(options.subtitle)}</text>`,
+    );
+  }
+  // Legend: a swatch per region.
+  const legendY = options.subtitle ? 76 : 58;
+  out.push(`<text x="${margin}" y="${legendY + 10}" fill="#555">users in</text>`);
+  let legendX = margin + 62;
+  for (const region of regions) {
+    const name = region === options.primaryRegion ? `${region} (primary)` : region;
+    out.push(
+      `<rect x="${legendX}" y="${legendY}" width="12" height="12" fill="${colour(region)}"/>`,
+      `<text x="${legendX + 17}" y="${legendY + 10}">${escapeXml(name)}</text>`,
+    );
+    legendX += 34 + name.length * 7;
+  }
+
+  // Panel headings.
+  const headingY = top - 26;
+  PANELS.forEach((panel, i) => {
+    out.push(
+      `<text x="${panelX(i)}" y="${headingY}" font-size="13" font-weight="bold">${escapeXml(panel.title)}</text>`,
+      `<text x="${panelX(i)}" y="${headingY + 15}" font-size="11" fill="#666">${escapeXml(panel.note)}</text>`,
+    );
+  });
+
+  // Row backgrounds: Regional's row tinted, the others separated by a rule.
+  figures.forEach((deployment, row) => {
+    const y = top + row * rowHeight;
+    if (deployment.name === 'regional') {
+      out.push(
+        `<rect x="${margin - 8}" y="${y}" width="${width - 2 * margin + 16}" height="${rowHeight}" fill="#eaf2fb"/>`,
+      );
+    }
+    out.push(
+      `<line x1="${margin - 8}" y1="${y}" x2="${width - margin + 8}" y2="${y}" stroke="#ddd"/>`,
+    );
+  });
+  out.push(
+    `<line x1="${margin - 8}" y1="${top + rowsHeight}" x2="${width - margin + 8}" y2="${top + rowsHeight}" stroke="#ddd"/>`,
+  );
+
+  // Axes: light gridlines with their values under the rows, and the round trips on write panels.
+  const scales = PANELS.map((panel, i) => {
+    const max = Math.max(
+      0,
+      ...figures.flatMap((d) => Object.values(d.regions).map((r) => panel.value(r) ?? 0)),
+    );
+    // The longest bar fills the panel; gridlines at round values up to it.
+    const scaleMax = Math.max(max, 1);
+    const step = tickStep(scaleMax);
+    const ticks = Array.from(
+      { length: Math.floor(scaleMax / step + 1e-9) + 1 },
+      (_, k) => k * step,
+    );
+    for (const tick of ticks) {
+      const x = panelX(i) + (tick / scaleMax) * barRoom;
+      out.push(
+        `<line x1="${x.toFixed(1)}" y1="${top}" x2="${x.toFixed(1)}" y2="${top + rowsHeight}" stroke="${tick === 0 ? '#999' : '#e6e6e6'}"/>`,
+        `<text x="${x.toFixed(1)}" y="${top + rowsHeight + 15}" font-size="10" fill="#666" text-anchor="middle">${Math.round(tick * 100) / 100}${tick === ticks.at(-1) ? ` ${panel.unit}` : ''}</text>`,
+      );
+    }
+    if (panel.roundTrips && options.roundTripMs) {
+      for (const [region, rtt] of Object.entries(options.roundTripMs)) {
+        if (rtt > scaleMax) continue;
+        const x = panelX(i) + (rtt / scaleMax) * barRoom;
+        out.push(
+          `<line x1="${x.toFixed(1)}" y1="${top}" x2="${x.toFixed(1)}" y2="${top + rowsHeight}" stroke="${colour(region)}" stroke-dasharray="4 3" stroke-opacity="0.8"><title>one round trip ${escapeXml(region)}–${escapeXml(options.primaryRegion)}: ${ms(rtt)}</title></line>`,
+        );
+      }
+    }
+    return scaleMax;
+  });
+
+  // Rows: the deployment's label, then a bar per region in each panel.
+  figures.forEach((deployment, row) => {
+    const y = top + row * rowHeight;
+    out.push(`<g id="deployment-${escapeXml(deployment.name)}">`);
+    const { name, rest } = splitLabel(deployment.label);
+    const labelLines = [
+      ...wrap(name, 30).map((line) => ({ line, bold: true })),
+      ...wrap(rest, 36).map((line) => ({ line, bold: false })),
+    ].filter((l) => l.line !== '');
+    labelLines.forEach(({ line, bold }, i) => {
+      out.push(
+        `<text x="${margin}" y="${y + rowPad + 11 + i * 15}"${bold ? ' font-weight="bold" font-size="13"' : ' fill="#555"'}>${escapeXml(line)}</text>`,
+      );
+    });
+    regions.forEach((region, j) => {
+      const r = deployment.regions[region];
+      const barY = y + rowPad + j * (barHeight + barGap);
+      out.push(
+        `<text x="${margin + labelWidth - 10}" y="${barY + 12}" text-anchor="end" fill="#555">${escapeXml(region)}</text>`,
+      );
+      if (!r) return;
+      PANELS.forEach((panel, i) => {
+        const value = panel.value(r);
+        const x0 = panelX(i);
+        const length = value === null ? 0 : (value / (scales[i] as number)) * barRoom;
+        const stale = panel.unit === '%' && value !== null;
+        if (value !== null && length > 0) {
+          out.push(
+            `<rect x="${x0}" y="${barY}" width="${Math.max(1.5, length).toFixed(1)}" height="${barHeight}" fill="${colour(region)}"><title>${escapeXml(`${region}, ${panel.title.toLowerCase()}: ${panel.text(r)}`)}</title></rect>`,
+          );
+        }
+        const textStyle = stale
+          ? r.staleReads > 0
+            ? ' font-weight="bold" fill="#b3261e"'
+            : ' font-weight="bold" fill="#1b7f3b"'
+          : value === null
+            ? ' fill="#888"'
+            : '';
+        // A halo keeps the value readable where it crosses a gridline or a round trip's line.
+        const halo = ` stroke="${deployment.name === 'regional' ? '#eaf2fb' : '#fff'}" stroke-width="3" paint-order="stroke"`;
+        out.push(
+          `<text x="${(x0 + Math.max(length, 0) + 5).toFixed(1)}" y="${barY + 12}"${textStyle}${halo}>${escapeXml(panel.text(r))}</text>`,
+        );
+      });
+    });
+    out.push('</g>');
+  });
+
+  const footer = [
+    "Medians (p50) of what each region's users saw; each panel's scale is linear and the same for every deployment.",
+    options.roundTripMs
+      ? `Dashed lines: one round trip from ${Object.keys(options.roundTripMs).join(' and ')} (in its colour) to ${options.primaryRegion}, as measured on the link. Read p99 and the counts: the printed table and demo.json.`
+      : 'Read p99 and the counts: the printed table and demo.json.',
+  ];
+  footer.forEach((line, i) => {
+    out.push(
+      `<text x="${margin}" y="${top + rowsHeight + 40 + i * 15}" font-size="11" fill="#666">${escapeXml(line)}</text>`,
+    );
+  });
   out.push('</svg>');
   return out.join('\n');
 }
