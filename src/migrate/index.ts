@@ -14,7 +14,6 @@
  * if (outcome.status === 'skipped') console.log(outcome.reason);
  */
 import { spawn } from 'node:child_process';
-import { runner } from 'node-pg-migrate';
 import pg from 'pg';
 import { loadConfig, type RegionalConfig, type RegionalOptions } from '../core/config.js';
 import { ConfigError, RegionalError } from '../core/errors.js';
@@ -105,15 +104,19 @@ export async function migrate(options: MigrateOptions = {}): Promise<MigrateOutc
       reason: `this instance runs in ${config.region}; migrations run only in the primary region (${config.primaryRegion}). Nothing to do here.`,
     };
   }
-  return withMigrationLock(config, log, async (client) => {
-    if (command) {
+  if (command) {
+    return withMigrationLock(config, log, async (client) => {
       await runCommand(command, log);
       return {
         status: 'ran',
         command: command.join(' '),
         schemaLsn: await recordSchema(client, null),
       };
-    }
+    });
+  }
+  // Only this path needs node-pg-migrate: loaded before connecting, so a missing one says so first.
+  const runner = await loadRunner();
+  return withMigrationLock(config, log, async (client) => {
     const applied = await runner({
       dbClient: client,
       dir: options.dir ?? 'migrations',
@@ -133,6 +136,33 @@ export async function migrate(options: MigrateOptions = {}): Promise<MigrateOutc
       schemaLsn: current ?? (await recordSchema(client, names.at(-1) ?? null)),
     };
   });
+}
+
+/** The range of node-pg-migrate whose `runner` Regional calls (its optional peer dependency). */
+const NODE_PG_MIGRATE_RANGE = '^9.0.0';
+
+/**
+ * node-pg-migrate's `runner`. node-pg-migrate is an optional peer dependency: apps that run
+ * their own tool (`command`) never load it, so it is not installed with Regional.
+ */
+async function loadRunner(): Promise<typeof import('node-pg-migrate').runner> {
+  try {
+    return (await import('node-pg-migrate')).runner;
+  } catch (error) {
+    // Only node-pg-migrate itself missing is this error, not a module it fails to find.
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    const missing =
+      (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
+      String(message).includes("'node-pg-migrate'");
+    if (!missing) throw error;
+    throw new RegionalError(
+      'REGIONAL_PACKAGE_MISSING',
+      'migration files run with node-pg-migrate, which is not installed: ' +
+        `npm install node-pg-migrate@${NODE_PG_MIGRATE_RANGE} (or run your own migration tool ` +
+        'instead: regional migrate -- <command>, or migrate({ command }))',
+      { cause: error },
+    );
+  }
 }
 
 /** Runs `fn` on a connection to the primary that holds the migration lock. */

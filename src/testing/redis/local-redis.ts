@@ -2,6 +2,7 @@ import { chownSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { RegionalError } from '../../core/errors.js';
 import { parseReplicationInfo, type ReplicationInfo } from '../../redis/replication-info.js';
 import type { LatencyProxy } from '../link/latency-proxy.js';
 import { reusePort } from '../ports.js';
@@ -46,9 +47,11 @@ type RedisConstructor = new (url: string, options?: Record<string, unknown>) => 
 async function loadIoredis(): Promise<RedisConstructor> {
   try {
     return (await import('ioredis')).Redis as unknown as RedisConstructor;
-  } catch {
-    throw new Error(
-      'The Redis part of the local cluster needs the ioredis package to check on its servers: npm install ioredis',
+  } catch (error) {
+    throw new RegionalError(
+      'REGIONAL_PACKAGE_MISSING',
+      'The Redis part of the local cluster needs the ioredis package to check on its servers: npm install -D ioredis@">=5.4 <7"',
+      { cause: error },
     );
   }
 }
