@@ -7,6 +7,7 @@ export default defineConfig({
       'test/**/*.test.ts',
       'examples/**/*.test.ts',
       'deploy/**/*.test.ts',
+      'bench/**/*.test.ts',
     ],
     // Tests start real Postgres (and Redis) servers: generous limits, files in separate processes.
     pool: 'forks',
