@@ -18,14 +18,19 @@
  *   at the link, raw and Regional (the commit position is read in the write's own round trip).
  * - trackerQueriesPerPoll: queries reaching the replica per poll with 10,000 waiters.
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import postgres from 'postgres';
 import { currentContext, type Lsn, parseLsn, withContext } from '../src/core/index.js';
 import { RegionalPool } from '../src/pg/index.js';
 import { RegionalPostgres } from '../src/postgres/index.js';
 import { LatencyProxy, LocalCluster } from '../src/testing/index.js';
+import { noopSdk } from './support/otel.js';
 import { type Compared, compare } from './support/paired.js';
 import { median, percentile, printTable, progress, round, writeResults } from './support/report.js';
+import { pgRoutingMicros } from './support/routing.js';
 
 const ONE_WAY_MS = 50;
 const ROWS = 1000;
@@ -34,30 +39,82 @@ const ROUNDS = 40;
 const SLICE_MS = 250;
 const WAIT_SAMPLES = 300;
 const PAIRING = { concurrency: CONCURRENCY, rows: ROWS, rounds: ROUNDS, sliceMs: SLICE_MS };
+const execFileAsync = promisify(execFile);
 const SELECT_PG = 'SELECT id, value, body FROM items WHERE id = $1';
 const UPDATE_PG = 'UPDATE items SET value = value + 1 WHERE id = $1';
 
-/** pg: what RegionalPool's routing costs per read with the replica pool answering at once. */
-async function pgRoutingMicros(pool: RegionalPool): Promise<number> {
-  const replica = pool.replicaPool as pg.Pool & { query: unknown };
-  const real = replica.query;
-  const answer = Promise.resolve({ rows: [], rowCount: 0, command: 'SELECT', oid: 0, fields: [] });
-  replica.query = () => answer;
-  const n = 200_000;
-  try {
-    for (let i = 0; i < 20_000; i++) await pool.query(SELECT_PG, [i]);
-    const started = performance.now();
-    for (let i = 0; i < n; i++) await pool.query(SELECT_PG, [i]);
-    const routed = performance.now() - started;
-    const direct = performance.now();
-    for (let i = 0; i < n; i++)
-      await (replica.query as (text: string, values: unknown[]) => Promise<unknown>)(SELECT_PG, [
-        i,
-      ]);
-    return ((routed - (performance.now() - direct)) * 1000) / n;
-  } finally {
-    replica.query = real;
+/**
+ * What OpenTelemetry costs RegionalPool's reads: paired slices with no SDK registered and with
+ * one exporting nowhere (client CPU per read); and, in processes of their own, the routing's
+ * cost per query with `@opentelemetry/api` installed but no SDK, against without it.
+ */
+async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>) {
+  progress(`pg: OpenTelemetry: no SDK vs an SDK exporting nowhere, ${ROUNDS} rounds`);
+  const sdk = noopSdk();
+  const read = (id: number) => pool.query(SELECT_PG, [id]);
+  const { sdk: reads } = await compare(
+    read,
+    { sdk: read },
+    {
+      ...PAIRING,
+      prepare: (name) => (name === 'sdk' ? sdk.register() : sdk.unregister()),
+    },
+  );
+  await sdk.shutdown();
+  progress('pg: routing with and without @opentelemetry/api installed (no SDK), 3 processes each');
+  const { onWarning: _, ...options } = settings;
+  const withApi: number[] = [];
+  const withoutApi: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    withApi.push(await childRoutingMicros(options, false));
+    withoutApi.push(await childRoutingMicros(options, true));
   }
+  const routingMicros = {
+    withoutApi: round(median(withoutApi), 3),
+    withApiNoSdk: round(median(withApi), 3),
+  };
+  return {
+    cpuMicrosPerRead: {
+      noSdk: round(reads.raw.cpuMicrosPerRead, 1),
+      sdk: round(reads.regional.cpuMicrosPerRead, 1),
+    },
+    otelCpuOverheadPct: round((median(reads.cpuRatios) - 1) * 100),
+    otelCpuOverheadPctQuartiles: [
+      round((percentile(reads.cpuRatios, 25) - 1) * 100),
+      round((percentile(reads.cpuRatios, 75) - 1) * 100),
+    ],
+    routingMicros,
+    routingMicrosSamples: {
+      withApiNoSdk: withApi.map((m) => round(m, 3)),
+      withoutApi: withoutApi.map((m) => round(m, 3)),
+    },
+    otelNoSdkOverheadPct: round(
+      ((median(withApi) - median(withoutApi)) / reads.raw.cpuMicrosPerRead) * 100,
+      3,
+    ),
+  };
+}
+
+/** {@link pgRoutingMicros} in a child process, with `@opentelemetry/api` hidden or not. */
+async function childRoutingMicros(
+  options: Record<string, unknown>,
+  hideApi: boolean,
+): Promise<number> {
+  const here = (file: string) => fileURLToPath(new URL(`./support/${file}`, import.meta.url));
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    [
+      '--conditions=source',
+      '--import',
+      'tsx',
+      ...(hideApi ? ['--import', pathToFileURL(here('hide-otel-api.ts')).href] : []),
+      here('routing-child.ts'),
+      JSON.stringify(options),
+    ],
+    { timeout: 120_000 },
+  );
+  const { micros } = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { micros: number };
+  return micros;
 }
 
 /** Polls the replica back to back, recording when each replay position was first seen. */
@@ -199,6 +256,7 @@ export async function run(): Promise<void> {
       PAIRING,
     );
     const pgRouting = await pgRoutingMicros(pool);
+    const otel = await measureOtel(pool, settings);
     progress(`pg: wait overhead, ${WAIT_SAMPLES} writes against an observer`);
     const pgWait = await waitOverhead(replicaUrl, pool, (id) => pool.query(UPDATE_PG, [id]));
     const rawPgPrimary = new pg.Pool({ connectionString: syd.databaseUrl, max: 1 });
@@ -349,8 +407,13 @@ export async function run(): Promise<void> {
       trackerWaiters: 10_000,
       trackerPolls: polls,
       trackerQueriesPerPoll: round(trackerQueriesPerPoll, 3),
+      otelCpuOverheadPct: otel.otelCpuOverheadPct,
+      otelNoSdkOverheadPct: otel.otelNoSdkOverheadPct,
+      otel,
       drivers,
       goals: {
+        otelCpuOverheadPct: '<= 3',
+        otelNoSdkOverheadPct: '<= 0.5',
         cpuOverheadPct: '<= 2',
         readOverheadPct: '<= 3',
         waitOverheadMsP50: '<= 2',
@@ -429,6 +492,15 @@ export async function run(): Promise<void> {
         js.writeAckToReadableMsP50,
         '',
       ],
+    ]);
+    printTable('OpenTelemetry (RegionalPool, replica reads)', [
+      ['', 'value', 'goal'],
+      ['client CPU µs/read, no SDK', otel.cpuMicrosPerRead.noSdk, ''],
+      ['client CPU µs/read, SDK exporting nowhere', otel.cpuMicrosPerRead.sdk, ''],
+      ['otelCpuOverheadPct (paired)', otel.otelCpuOverheadPct, '<= 3'],
+      ['routing µs/query without @opentelemetry/api', otel.routingMicros.withoutApi, ''],
+      ['routing µs/query with it, no SDK', otel.routingMicros.withApiNoSdk, ''],
+      ['otelNoSdkOverheadPct (of CPU per read)', otel.otelNoSdkOverheadPct, '<= 0.5'],
     ]);
     printTable('Tracker', [
       ['metric', 'value', 'goal'],

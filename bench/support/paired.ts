@@ -15,6 +15,8 @@ export interface SliceOptions {
 export interface CompareOptions extends SliceOptions {
   rounds: number;
   sliceMs: number;
+  /** Called before each slice with its configuration's name (`raw` for the raw one). */
+  prepare?: (name: string) => void;
 }
 
 export interface Slice {
@@ -66,12 +68,17 @@ export async function compare<K extends string>(
   const { rounds: count, sliceMs } = options;
   const names = Object.keys(regional) as K[];
   const reads = [raw, ...names.map((name) => regional[name])];
-  for (const read of reads) await slice(read, 1000, options); // warm up: connections, JIT, statements
+  const labels = ['raw', ...names];
+  for (let k = 0; k < reads.length; k++) {
+    options.prepare?.(labels[k] as string);
+    await slice(reads[k] as (id: number) => Promise<unknown>, 1000, options); // warm up: connections, JIT, statements
+  }
   const rounds: Slice[][] = [];
   for (let round = 0; round < count; round++) {
     const results: Slice[] = new Array(reads.length);
     for (let k = 0; k < reads.length; k++) {
       const index = (round + k) % reads.length;
+      options.prepare?.(labels[index] as string);
       results[index] = await slice(
         reads[index] as (id: number) => Promise<unknown>,
         sliceMs,

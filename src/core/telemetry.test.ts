@@ -296,6 +296,18 @@ describe('OpenTelemetry: traces and metrics (iad primary, syd replica, 50 ms eac
     });
   });
 
+  it('an SDK taken away (trace.disable(), as at shutdown) stops Regional’s spans; registered again, they are back', async () => {
+    trace.disable();
+    try {
+      await withContext(() => pool.query('SELECT 1'));
+      expect(querySpans()).toEqual([]);
+    } finally {
+      trace.setGlobalTracerProvider(tracerProvider);
+    }
+    await withContext(() => pool.query('SELECT 1'));
+    expect(querySpans()).toHaveLength(1);
+  });
+
   /** How many values the histogram `name` holds with outcome `outcome` (all regions). */
   async function histogramCount(name: string, outcome: string): Promise<number> {
     let count = 0;

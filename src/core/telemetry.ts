@@ -91,7 +91,24 @@ try {
   if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error;
 }
 
-const tracer = api?.trace.getTracer(TELEMETRY.scope);
+let tracerDelegate: Api.TracerProvider | null = null;
+let cachedTracer: Api.Tracer | null = null;
+
+/**
+ * Regional's tracer from the SDK registered now. Not the API's `ProxyTracer`, which keeps the
+ * first SDK's tracer forever: after `trace.disable()` (an SDK shut down) spans must stop.
+ */
+function tracer(): Api.Tracer | null {
+  if (!api) return null;
+  // The API's proxy, whose delegate is the registered SDK (a new proxy after `disable()`).
+  const proxy = api.trace.getTracerProvider() as Api.ProxyTracerProvider;
+  const delegate = proxy.getDelegate?.() ?? proxy;
+  if (delegate !== tracerDelegate) {
+    tracerDelegate = delegate;
+    cachedTracer = delegate.getTracer(TELEMETRY.scope);
+  }
+  return cachedTracer;
+}
 /** Regional's spans still open and recording: only then do decisions look for the active span. */
 let recording = 0;
 
@@ -136,8 +153,9 @@ export class SourceTelemetry {
    * records; otherwise just runs it.
    */
   traced<T>(sql: string, run: () => Promise<T>): Promise<T> {
-    if (!tracer) return run();
-    const span = tracer.startSpan(TELEMETRY.spans.query, {
+    const current = tracer();
+    if (!current) return run();
+    const span = current.startSpan(TELEMETRY.spans.query, {
       kind: 2 satisfies Api.SpanKind.CLIENT,
       attributes: this.#attributes,
     });
@@ -269,8 +287,9 @@ export function recordProcedureCall(region: string, name: string, outcome: 'ok' 
  * Run work under it with {@link within}; end it with {@link endSpan}.
  */
 export function startSpan(name: string, attributes: Api.Attributes): Api.Span | null {
-  if (!tracer) return null;
-  const span = tracer.startSpan(name, { attributes });
+  const current = tracer();
+  if (!current) return null;
+  const span = current.startSpan(name, { attributes });
   if (!span.isRecording()) return null;
   recording++;
   return span;

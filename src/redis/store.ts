@@ -4,6 +4,7 @@ import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { ConfigError, ReplicaUnavailableError } from '../core/errors.js';
 import { ReplicaRoute } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
+import { SourceTelemetry } from '../core/telemetry.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
 import { commandKind, type RedisArg } from './commands.js';
 import { loadRedisConfig, type RedisConfig, type RedisOptions } from './config.js';
@@ -91,6 +92,7 @@ export class SharedStore implements ReplicatedSource {
   readonly replica: Redis | null;
   private readonly histories: Histories;
   private readonly route: ReplicaRoute | null;
+  private readonly telemetry: SourceTelemetry;
   private readonly warn: (message: string, error?: unknown) => void;
   private readonly where: string;
   private primaryDown = false;
@@ -168,6 +170,11 @@ export class SharedStore implements ReplicatedSource {
         })
       : null;
     this.route = route;
+    this.telemetry = new SourceTelemetry({
+      system: 'redis',
+      region: region ?? 'local',
+      replicaUsable: route ? () => route?.usable() ?? false : undefined,
+    });
     histories.warm();
   }
 
@@ -271,6 +278,7 @@ export class SharedStore implements ReplicatedSource {
   async end(): Promise<void> {
     this.ended = true;
     this.route?.close();
+    this.telemetry.close();
     this.histories.close();
     this.replica?.disconnect();
     await this.primary.quit().catch(() => this.primary.disconnect());
@@ -348,6 +356,7 @@ export class SharedStore implements ReplicatedSource {
       values.push(value);
     }
     this.counters.writes++;
+    this.telemetry.routed('primary', 'write');
     if (capture) {
       const [error, info] = replies[commands.length] ?? [new Error('no reply')];
       // Applied, but with no offset this context could not read it back: say so.
@@ -419,6 +428,8 @@ export class SharedStore implements ReplicatedSource {
       }
       if (this.route) this.route.served('primary');
       else this.counters.primaryReads++;
+      const route = this.route;
+      this.telemetry.routed('primary', !route ? 'read' : route.usable() ? 'lag' : 'replica_down');
       return value;
     } catch (error) {
       if (!connectionFailure(error)) throw error;
@@ -432,6 +443,7 @@ export class SharedStore implements ReplicatedSource {
       if (replica.status !== 'ready') await ready(replica);
       const value = (await replica.call(command, ...args)) as T;
       this.route?.served('replica');
+      this.telemetry.routed('replica', 'read');
       return value;
     } catch (error) {
       if (!connectionFailure(error)) throw error;

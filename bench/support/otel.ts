@@ -1,0 +1,64 @@
+/**
+ * The OpenTelemetry SDK as an app registers it, with exporters that drop everything: what
+ * Regional's spans and metrics cost on the client, without the cost of sending them.
+ */
+import { context, metrics, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  AggregationTemporality,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+/** Answers an export as done (`ExportResultCode.SUCCESS` is 0). */
+const done = (callback: (result: { code: number }) => void) => callback({ code: 0 });
+
+/** A registered SDK (tracing with a batch processor, metrics read every 10 s), exporting nowhere. */
+export function noopSdk() {
+  const tracerProvider = new BasicTracerProvider({
+    spanProcessors: [
+      new BatchSpanProcessor({
+        export: (_spans, callback) => done(callback),
+        shutdown: async () => {},
+      }),
+    ],
+  });
+  const meterProvider = new MeterProvider({
+    readers: [
+      new PeriodicExportingMetricReader({
+        exportIntervalMillis: 10_000,
+        exporter: {
+          export: (_metrics, callback) => done(callback),
+          forceFlush: async () => {},
+          shutdown: async () => {},
+          selectAggregationTemporality: () => AggregationTemporality.CUMULATIVE,
+        },
+      }),
+    ],
+  });
+  const contextManager = new AsyncLocalStorageContextManager();
+  let registered = false;
+  return {
+    /** Registers the SDK globally (idempotent). */
+    register(): void {
+      if (registered) return;
+      registered = true;
+      context.setGlobalContextManager(contextManager.enable());
+      trace.setGlobalTracerProvider(tracerProvider);
+      metrics.setGlobalMeterProvider(meterProvider);
+    },
+    /** Takes it away again: the API is back to its no-op defaults. */
+    unregister(): void {
+      if (!registered) return;
+      registered = false;
+      trace.disable();
+      metrics.disable();
+      context.disable();
+    },
+    async shutdown(): Promise<void> {
+      this.unregister();
+      await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+    },
+  };
+}
