@@ -78,6 +78,17 @@ describe('regional dev', () => {
     ],
     [['--replay', 'proxy'], /--replay: only applies to app instances started with --app/],
     [['--app', ' '], /--app: give the command/],
+    [
+      ['--dashboard-read', '/x'],
+      /--dashboard-read: only applies to app instances started with --app/,
+    ],
+    [['--app', 'x', '--dashboard-read', 'x'], /--dashboard-read: a path, starting with "\/"/],
+    [
+      ['--app', 'x', '--dashboard-write', 'GET /x {}'],
+      /--dashboard-write: give "METHOD \/path JSON"/,
+    ],
+    [['--app', 'x', '--dashboard-write', 'POST /x {"a":1}'], /must hold "\{marker\}"/],
+    [['--app', 'x', '--dashboard-write', 'POST /x {marker}'], /--dashboard-write: not JSON/],
   ])('%j exits 2 with a clear message', async (args, message) => {
     const { out, exit } = collect(run(['dev', ...args]));
     expect(await exit).toBe(2);
@@ -133,18 +144,24 @@ describe('regional dev', () => {
     // The directory in the command line names this run's app processes.
     const app = `node --import tsx test/support/dev-app.ts ${dir}`;
     const args = ['--dir', dir, '--regions', 'iad,syd', '--rtt', 'syd=40', '--app', app];
+    args.push(
+      '--dashboard-write',
+      'POST /posts {"body":"{marker}"}',
+      '--dashboard-read',
+      '/posts/1',
+    );
     const child = run(['dev', '--json', ...args, ...extra]);
     const { out, exit } = collect(child);
     while (!out.stdout.includes('\n')) {
       if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
       await sleep(50);
     }
-    const ready = JSON.parse(out.stdout) as { entries: Record<string, string> };
+    const ready = JSON.parse(out.stdout) as { entries: Record<string, string>; dashboard: string };
     return { dir, child, out, exit, ready };
   }
 
   it.each(['fly-replay', 'proxy'])(
-    '--app starts one instance per region behind the edge (%s): a POST in syd runs in iad, the GET after it in syd sees it; SIGINT stops everything',
+    "--app starts one instance per region behind the edge (%s): a POST in syd runs in iad, the GET after it in syd sees it; the dashboard's write arrives in both; SIGINT stops everything",
     async (mode) => {
       const { dir, child, out, exit, ready } = await devWithApp(['--replay', mode]);
       expect(Object.keys(ready.entries)).toEqual(['iad', 'syd']);
@@ -158,6 +175,36 @@ describe('regional dev', () => {
       expect(get.json()).toMatchObject({ body: 'from syd', region: 'syd' });
       expect(get.header('x-regional-region')).toBe('syd');
       expect(out.stderr).toMatch(/\[app syd\] listening on \d+ in syd/);
+
+      // The dashboard: both regions; this app exports no /metrics, and the dashboard says so;
+      // its write (the --dashboard-write given) is read back in both regions.
+      const dashboard = new Client(ready.dashboard);
+      const state = async () =>
+        (await dashboard.get('/api/state')).json<{
+          regions: { region: string; metricsError: string | null; ready: boolean | null }[];
+          write: { state: string; ranIn: string; arrivals: { region: string; state: string }[] };
+        }>();
+      const { regions } = await state();
+      expect(regions.map((r) => [r.region, r.metricsError])).toEqual([
+        ['iad', 'GET /metrics answered 404'],
+        ['syd', 'GET /metrics answered 404'],
+      ]);
+      expect(regions.every((r) => r.ready)).toBe(true);
+      const started = await dashboard.send('POST', '/api/write', { json: { region: 'syd' } });
+      expect(started.status, started.text).toBe(202);
+      let write = (await state()).write;
+      for (let i = 0; i < 200 && ['writing', 'spreading'].includes(write.state); i++) {
+        await sleep(50);
+        write = (await state()).write;
+      }
+      expect(write).toMatchObject({
+        state: 'done',
+        ranIn: 'iad',
+        arrivals: [
+          { region: 'iad', state: 'arrived' },
+          { region: 'syd', state: 'arrived' },
+        ],
+      });
 
       child.kill('SIGINT');
       expect(await exit).toBe(0);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { redactUrl } from '../core/config.js';
+import { Dashboard, type DashboardProbe, localRegions } from '../dashboard/server.js';
 import { LocalApps } from '../edge/apps.js';
 import { LocalEdge } from '../edge/edge.js';
 import type { ReplayMode } from '../http/settings.js';
@@ -20,6 +21,34 @@ export interface DevOptions {
   replay?: string;
   /** Also start Redis: a primary, a replica per other region, a cache per region. */
   redis?: boolean;
+  /** With `--app`: the path the dashboard GETs in every region (default `/`). */
+  dashboardRead?: string;
+  /** With `--app`: the dashboard's write, `METHOD /path {json with {marker}}`. */
+  dashboardWrite?: string;
+}
+
+const MARKER = '{marker}';
+
+/**
+ * `--dashboard-write 'POST /posts {"body":"{marker}"}'`: the dashboard's write button sends
+ * that JSON, with `{marker}` replaced by a unique text it then looks for in every region.
+ */
+export function parseDashboardWrite(spec: string): NonNullable<DashboardProbe['write']> {
+  const match = /^\s*(POST|PUT|PATCH)\s+(\/\S*)\s+(.+)$/s.exec(spec);
+  if (!match)
+    throw new UsageError(
+      `--dashboard-write: give "METHOD /path JSON", e.g. 'POST /posts {"body":"${MARKER}"}', got "${spec}"`,
+    );
+  const [, method, path, template] = match as unknown as [string, string, string, string];
+  if (!template.includes(MARKER))
+    throw new UsageError(`--dashboard-write: the JSON must hold "${MARKER}", to be found again`);
+  const body = (marker: string) => JSON.parse(template.replaceAll(MARKER, marker)) as unknown;
+  try {
+    body('x');
+  } catch (error) {
+    throw new UsageError(`--dashboard-write: not JSON: ${(error as Error).message}`);
+  }
+  return { method, path, body };
 }
 
 const REPLAY_MODES: readonly string[] = ['fly-replay', 'proxy'];
@@ -71,6 +100,24 @@ export async function dev(options: DevOptions): Promise<void> {
     throw new UsageError(
       '--app: give the command that starts one app instance, e.g. --app "node server.js"',
     );
+  for (const [flag, value] of [
+    ['--dashboard-read', options.dashboardRead],
+    ['--dashboard-write', options.dashboardWrite],
+  ] as const) {
+    if (value !== undefined && options.app === undefined)
+      throw new UsageError(`${flag}: only applies to app instances started with --app`);
+  }
+  if (options.dashboardRead !== undefined && !options.dashboardRead.startsWith('/'))
+    throw new UsageError(
+      `--dashboard-read: a path, starting with "/", got "${options.dashboardRead}"`,
+    );
+  const probe: DashboardProbe = {
+    read: options.dashboardRead ?? '/',
+    write:
+      options.dashboardWrite === undefined
+        ? undefined
+        : parseDashboardWrite(options.dashboardWrite),
+  };
   const progress = progressReporter('dev');
   const started = performance.now();
   const cluster = await LocalCluster.start({
@@ -82,22 +129,33 @@ export async function dev(options: DevOptions): Promise<void> {
     redis: options.redis,
     onProgress: progress,
   });
-  let running: { apps: LocalApps; edge: LocalEdge } | null = null;
+  let running: { apps: LocalApps; edge: LocalEdge; dashboard: Dashboard } | null = null;
   if (options.app !== undefined) {
+    let apps: { apps: LocalApps; edge: LocalEdge } | null = null;
     try {
-      running = await startApps(
+      apps = await startApps(
         cluster,
         options.app,
         options.replay as ReplayMode | undefined,
         progress,
       );
+      const dashboard = await Dashboard.start({
+        regions: localRegions(apps.apps, apps.edge),
+        primaryRegion: cluster.primaryRegion,
+        probe,
+        startedBy: 'regional dev --app',
+      });
+      running = { ...apps, dashboard };
     } catch (error) {
+      await apps?.edge.close();
+      await apps?.apps.stop();
       await cluster.stop();
       throw error;
     }
   }
   onShutdownSignal(async () => {
     progress('stopping');
+    await running?.dashboard.close();
     await running?.edge.close();
     await running?.apps.stop();
     await cluster.stop();
@@ -106,7 +164,7 @@ export async function dev(options: DevOptions): Promise<void> {
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (options.json) {
     process.stdout.write(
-      `${JSON.stringify({ ...cluster.toJSON(), ...(running ? { entries: running.edge.entries } : {}), dir: cluster.dir, readyMs: Math.round(performance.now() - started) })}\n`,
+      `${JSON.stringify({ ...cluster.toJSON(), ...(running ? { entries: running.edge.entries, dashboard: running.dashboard.url } : {}), dir: cluster.dir, readyMs: Math.round(performance.now() - started) })}\n`,
     );
     progress(`ready in ${seconds}s; Ctrl-C stops`);
     return;
@@ -153,7 +211,9 @@ export async function dev(options: DevOptions): Promise<void> {
       '',
       ...(redisRows.length > 1 ? ['Redis:', '', table(redisRows), ''] : []),
       `Round trips: ${links.join(', ') || 'none (one region)'}`,
-      ...(running ? ['', appTable(running), ''] : []),
+      ...(running
+        ? ['', appTable(running), '', `Dashboard (local runs only): ${running.dashboard.url}`, '']
+        : []),
       'Press Ctrl-C to stop.',
       '',
     ].join('\n'),

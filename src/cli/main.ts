@@ -39,6 +39,14 @@ program
     'also start one app instance per region with this command (it must listen on PORT), behind a local edge with one entry URL per region',
   )
   .option('--replay <mode>', 'how app instances replay writes: fly-replay (default) or proxy')
+  .option(
+    '--dashboard-read <path>',
+    'with --app: the path the local dashboard GETs in every region to show where requests run (default /)',
+  )
+  .option(
+    '--dashboard-write <spec>',
+    'with --app: the write of the dashboard\'s button, as METHOD /path JSON with {marker} in it, e.g. \'POST /posts {"body":"{marker}"}\'',
+  )
   .action(async (options) => {
     try {
       await dev(options);

@@ -55,15 +55,22 @@ function workloadProcesses(): string[] {
 }
 
 describe('regional demo (npm start)', () => {
-  it('--serve prints one line of JSON naming each region entry URL, serves the forum there, and Ctrl-C cleans up', async () => {
+  it('--serve prints one line of JSON naming each region entry URL and the dashboard, serves the forum there, and Ctrl-C cleans up', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'regional-demo-serve-'));
     const { child, out, exit } = regional(['demo', '--serve', '--dir', dir]);
     while (!out.stdout.includes('\n')) {
       if (child.exitCode !== null) throw new Error(`exited early: ${out.stderr}`);
       await sleep(100);
     }
-    const { regions } = JSON.parse(out.stdout) as { regions: Record<string, string> };
+    const { regions, dashboard } = JSON.parse(out.stdout) as {
+      regions: Record<string, string>;
+      dashboard: string;
+    };
     expect(Object.keys(regions)).toEqual(['iad', 'cdg', 'syd']);
+    // The local dashboard (dashboard.test.ts opens it in a browser).
+    const page = await new Client(dashboard).get('/');
+    expect(page.status).toBe(200);
+    expect(page.text).toMatch(/For local runs only/);
     for (const [region, url] of Object.entries(regions)) {
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const response = await new Client(url).get('/api/topics');

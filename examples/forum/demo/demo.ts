@@ -1,12 +1,13 @@
 /**
  * `regional demo` (`npm start`): the forum in three regions, deployed four ways, under the same
  * workload, measured side by side. `--serve` runs just the Regional deployment for a person
- * to click through.
+ * to click through, with the local dashboard (src/dashboard) beside it.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { onShutdownSignal } from '../../../src/cli/shared.js';
+import { Dashboard, type DashboardProbe, localRegions } from '../../../src/dashboard/server.js';
 import { LocalApps } from '../../../src/edge/apps.js';
 import { LocalEdge } from '../../../src/edge/edge.js';
 import { migrate } from '../../../src/migrate/index.js';
@@ -30,6 +31,12 @@ const ROOT = path.resolve(import.meta.dirname, '../../..');
 const MIGRATIONS = path.join(ROOT, 'examples/forum/migrations');
 const SERVER_COMMAND = `"${process.execPath}" --conditions=source --import tsx examples/forum/server.ts`;
 
+/** What the dashboard asks the forum: the topic list, and a new topic read back by its id. */
+export const FORUM_PROBE: DashboardProbe = {
+  read: '/api/topics',
+  write: { method: 'POST', path: '/api/topics', body: (marker) => ({ title: marker }) },
+};
+
 export interface DemoOptions {
   /** Run only the Regional deployment and keep it up, printing the entry URLs as JSON. */
   serve?: boolean;
@@ -51,6 +58,8 @@ interface Running {
   cluster: LocalCluster | null;
   apps: LocalApps | null;
   edge: LocalEdge | null;
+  /** The dashboard, with `--serve`. */
+  dashboard: Dashboard | null;
   /** The workload's process, while a deployment is measured. */
   workload: ChildProcess | null;
   /** Set once a signal asked the demo to stop: what fails from then on is the stopping. */
@@ -152,6 +161,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     cluster: null,
     apps: null,
     edge: null,
+    dashboard: null,
     workload: null,
     stopping: false,
   };
@@ -159,6 +169,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
     running.stopping = true;
     status('stopping');
     await stopWorkload(running);
+    await running.dashboard?.close();
     await stopDeployment(running);
     await running.cluster?.stop();
   });
@@ -195,9 +206,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<void> {
         DEPLOYMENTS.find((d) => d.name === 'regional') as Deployment,
         running,
       );
-      process.stdout.write(`${JSON.stringify({ regions: edge.entries })}\n`);
+      running.dashboard = await Dashboard.start({
+        regions: localRegions(running.apps as LocalApps, edge),
+        primaryRegion: cluster.primaryRegion,
+        probe: FORUM_PROBE,
+        startedBy: 'regional demo --serve',
+      });
+      const dashboard = running.dashboard.url;
+      process.stdout.write(`${JSON.stringify({ regions: edge.entries, dashboard })}\n`);
       status(
-        `the forum runs in ${cluster.topology.regions.join(', ')}; open an entry URL above. Ctrl-C stops.`,
+        `the forum runs in ${cluster.topology.regions.join(', ')}; open an entry URL above, or the dashboard: ${dashboard}. Ctrl-C stops.`,
       );
       await new Promise(() => {}); // until a signal stops the process
       return;
