@@ -31,7 +31,8 @@ export type RouteReason =
 /** Where a statement ran: the `regional.route` attribute. */
 export type RouteTaken = 'primary' | 'replica';
 
-const REASONS: readonly RouteReason[] = [
+/** Every {@link RouteReason}, in the order the counters keep them. */
+export const ROUTE_REASONS: readonly RouteReason[] = [
   'read',
   'write',
   'read_only_retry',
@@ -41,7 +42,7 @@ const REASONS: readonly RouteReason[] = [
   'transaction',
   'forced',
 ];
-const REASON_INDEX = new Map(REASONS.map((reason, i) => [reason, i]));
+const REASON_INDEX = new Map(ROUTE_REASONS.map((reason, i) => [reason, i]));
 
 /** Every span, metric and attribute name Regional reports (docs/observability.md lists them). */
 export const TELEMETRY = {
@@ -126,6 +127,19 @@ export interface SourceTelemetryOptions {
   lag?: () => Promise<LagSample | null>;
   /** True while reads may use the replica. */
   replicaUsable?: () => boolean;
+  /** The servers' URLs as configured: `server.address` and `server.port` of each route. */
+  urls?: { primary: string; replica?: string | null };
+}
+
+/** `server.address` and `server.port` of a connection URL (none if it cannot be parsed). */
+function serverAttributes(url: string | null | undefined): Api.Attributes {
+  if (!url) return {};
+  try {
+    const { hostname, port } = new URL(url);
+    return { [A.serverAddress]: hostname, ...(port ? { [A.serverPort]: Number(port) } : {}) };
+  } catch {
+    return {};
+  }
 }
 
 /**
@@ -138,12 +152,18 @@ export interface SourceTelemetryOptions {
  */
 export class SourceTelemetry {
   /** Counts by route (0 primary, 1 replica) and reason index. */
-  readonly counts: Float64Array = new Float64Array(REASONS.length * 2);
+  readonly counts: Float64Array = new Float64Array(ROUTE_REASONS.length * 2);
   readonly #attributes: Api.Attributes;
+  /** What a span says of each route, made once. */
+  readonly #routes: Record<RouteTaken, Api.Attributes>;
   #closed = false;
 
   constructor(readonly options: SourceTelemetryOptions) {
     this.#attributes = { [A.region]: options.region, [A.dbSystem]: options.system };
+    this.#routes = {
+      primary: { [A.route]: 'primary', ...serverAttributes(options.urls?.primary) },
+      replica: { [A.route]: 'replica', ...serverAttributes(options.urls?.replica) },
+    };
     sources.add(this);
     metrics();
   }
@@ -168,9 +188,10 @@ export class SourceTelemetry {
 
   /** Counts a statement that ran on `route` for `reason`, and says so on the current span. */
   routed(route: RouteTaken, reason: RouteReason): void {
-    const index = (route === 'replica' ? REASONS.length : 0) + (REASON_INDEX.get(reason) ?? 0);
+    const index =
+      (route === 'replica' ? ROUTE_REASONS.length : 0) + (REASON_INDEX.get(reason) ?? 0);
     this.counts[index] = (this.counts[index] ?? 0) + 1;
-    if (recording > 0) querySpan()?.setAttributes({ [A.route]: route, [A.reason]: reason });
+    if (recording > 0) querySpan()?.setAttributes({ ...this.#routes[route], [A.reason]: reason });
   }
 
   /** The read asked the replica's position in its own round trip. */
@@ -196,8 +217,8 @@ export class SourceTelemetry {
       if (count === 0) continue;
       result.observe(count, {
         ...this.#attributes,
-        [A.route]: i >= REASONS.length ? 'replica' : 'primary',
-        [A.reason]: REASONS[i % REASONS.length] as string,
+        [A.route]: i >= ROUTE_REASONS.length ? 'replica' : 'primary',
+        [A.reason]: ROUTE_REASONS[i % ROUTE_REASONS.length] as string,
       });
     }
   }

@@ -153,6 +153,7 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
       system: 'postgresql',
       region: config.region ?? 'local',
       lag: () => this.#lag(),
+      urls: { primary: config.databaseUrl, replica: config.replicaUrl },
       replicaUsable: config.replicaUrl ? () => this.#route?.usable() ?? false : undefined,
     });
     this.#writer = new Writer({

@@ -115,6 +115,7 @@ export class RegionalPostgres implements ReplicatedSource {
       system: 'postgresql',
       region: config.region ?? 'local',
       lag: () => this.#lag(),
+      urls: { primary: config.databaseUrl, replica: replicaUrl },
       replicaUsable: replicaUrl ? () => this.#route?.usable() ?? false : undefined,
     });
     this.#telemetry = telemetry;
