@@ -186,10 +186,21 @@ export function parseServerTiming(
   return out;
 }
 
+/**
+ * The name a metric has in this scrape: as OpenTelemetry's Prometheus exporter writes it today
+ * (`regional_replica_lag`, the unit in `# UNIT`), or with its unit as a suffix
+ * (`regional_replica_lag_seconds`), as exporters that follow Prometheus's conventions do.
+ */
+function named(families: Map<string, MetricFamily>, name: string, unitSuffix: string): string {
+  return families.has(name) || !families.has(name + unitSuffix) ? name : name + unitSuffix;
+}
+
 function figuresFrom(families: Map<string, MetricFamily>, region: string): RegionFigures {
   const where = { regional_region: region };
   const postgres = { ...where, db_system_name: 'postgresql' };
   const one = (name: string) => samples(families, name, postgres)[0]?.value ?? null;
+  const lag = named(families, 'regional_replica_lag', '_seconds');
+  const waits = named(families, 'regional_replication_wait_duration', '_seconds');
   const queries: Record<string, Record<string, Record<string, number>>> = {};
   for (const s of samples(families, 'regional_db_queries_total', where)) {
     const system = s.labels.db_system_name ?? '?';
@@ -208,13 +219,13 @@ function figuresFrom(families: Map<string, MetricFamily>, region: string): Regio
   }
   const usable = one('regional_replica_usable');
   return {
-    lagSeconds: one('regional_replica_lag'),
+    lagSeconds: one(lag),
     lagBytes: one('regional_replica_lag_bytes'),
     replicaUsable: usable === null ? null : usable === 1,
     queries,
     replicationWaits: {
-      count: total(families, 'regional_replication_wait_duration_count', where),
-      seconds: total(families, 'regional_replication_wait_duration_sum', where),
+      count: total(families, `${waits}_count`, where),
+      seconds: total(families, `${waits}_sum`, where),
     },
     requests: total(families, 'regional_http_requests_total', where),
     replays,
