@@ -50,17 +50,20 @@ const UPDATE_PG = 'UPDATE items SET value = value + 1 WHERE id = $1';
  */
 async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>) {
   progress(`pg: OpenTelemetry: no SDK vs an SDK exporting nowhere, ${ROUNDS} rounds`);
-  const sdk = noopSdk();
+  const sdks = { sdk: noopSdk(), sampled: noopSdk(0.1) };
   const read = (id: number) => pool.query(SELECT_PG, [id]);
-  const { sdk: reads } = await compare(
+  const { sdk: reads, sampled } = await compare(
     read,
-    { sdk: read },
+    { sdk: read, sampled: read },
     {
       ...PAIRING,
-      prepare: (name) => (name === 'sdk' ? sdk.register() : sdk.unregister()),
+      prepare: (name) => {
+        for (const [which, sdk] of Object.entries(sdks)) if (which !== name) sdk.unregister();
+        if (name === 'sdk' || name === 'sampled') sdks[name].register();
+      },
     },
   );
-  await sdk.shutdown();
+  await Promise.all([sdks.sdk.shutdown(), sdks.sampled.shutdown()]);
   progress('pg: routing with and without @opentelemetry/api installed (no SDK), 3 processes each');
   const { onWarning: _, ...options } = settings;
   const withApi: number[] = [];
@@ -77,7 +80,10 @@ async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>
     cpuMicrosPerRead: {
       noSdk: round(reads.raw.cpuMicrosPerRead, 1),
       sdk: round(reads.regional.cpuMicrosPerRead, 1),
+      sdkSampled10Pct: round(sampled.regional.cpuMicrosPerRead, 1),
     },
+    /** The same with the SDK sampling 10 % of traces (ParentBased(TraceIdRatioBased(0.1))). */
+    otelSampledCpuOverheadPct: round((median(sampled.cpuRatios) - 1) * 100),
     otelCpuOverheadPct: round((median(reads.cpuRatios) - 1) * 100),
     otelCpuOverheadPctQuartiles: [
       round((percentile(reads.cpuRatios, 25) - 1) * 100),
@@ -498,6 +504,12 @@ export async function run(): Promise<void> {
       ['client CPU µs/read, no SDK', otel.cpuMicrosPerRead.noSdk, ''],
       ['client CPU µs/read, SDK exporting nowhere', otel.cpuMicrosPerRead.sdk, ''],
       ['otelCpuOverheadPct (paired)', otel.otelCpuOverheadPct, '<= 3'],
+      [
+        'client CPU µs/read, SDK sampling 10 % of traces',
+        otel.cpuMicrosPerRead.sdkSampled10Pct,
+        '',
+      ],
+      ['the same, overhead % (paired)', otel.otelSampledCpuOverheadPct, ''],
       ['routing µs/query without @opentelemetry/api', otel.routingMicros.withoutApi, ''],
       ['routing µs/query with it, no SDK', otel.routingMicros.withApiNoSdk, ''],
       ['otelNoSdkOverheadPct (of CPU per read)', otel.otelNoSdkOverheadPct, '<= 0.5'],

@@ -9,14 +9,25 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
 
 /** Answers an export as done (`ExportResultCode.SUCCESS` is 0). */
 const done = (callback: (result: { code: number }) => void) => callback({ code: 0 });
 
-/** A registered SDK (tracing with a batch processor, metrics read every 10 s), exporting nowhere. */
-export function noopSdk() {
+/**
+ * A registered SDK (tracing with a batch processor, metrics read every 10 s), exporting nowhere;
+ * with `sampleRatio`, tracing samples that share of traces (as production setups do).
+ */
+export function noopSdk(sampleRatio?: number) {
   const tracerProvider = new BasicTracerProvider({
+    ...(sampleRatio === undefined
+      ? {}
+      : { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(sampleRatio) }) }),
     spanProcessors: [
       new BatchSpanProcessor({
         export: (_spans, callback) => done(callback),

@@ -154,16 +154,21 @@ export class SourceTelemetry {
   /** Counts by route (0 primary, 1 replica) and reason index. */
   readonly counts: Float64Array = new Float64Array(ROUTE_REASONS.length * 2);
   readonly #attributes: Api.Attributes;
-  /** What a span says of each route, made once. */
-  readonly #routes: Record<RouteTaken, Api.Attributes>;
+  /** What a span says of each route and reason (indexed like {@link counts}), made once. */
+  readonly #routes: Api.Attributes[];
+  /** A span's first attributes by statement text: apps repeat their statements. */
+  readonly #started = new Map<string, Api.Attributes>();
   #closed = false;
 
   constructor(readonly options: SourceTelemetryOptions) {
     this.#attributes = { [A.region]: options.region, [A.dbSystem]: options.system };
-    this.#routes = {
-      primary: { [A.route]: 'primary', ...serverAttributes(options.urls?.primary) },
-      replica: { [A.route]: 'replica', ...serverAttributes(options.urls?.replica) },
+    const servers = {
+      primary: serverAttributes(options.urls?.primary),
+      replica: serverAttributes(options.urls?.replica),
     };
+    this.#routes = (['primary', 'replica'] as const).flatMap((route) =>
+      ROUTE_REASONS.map((reason) => ({ [A.route]: route, [A.reason]: reason, ...servers[route] })),
+    );
     sources.add(this);
     metrics();
   }
@@ -175,12 +180,17 @@ export class SourceTelemetry {
   traced<T>(sql: string, run: () => Promise<T>): Promise<T> {
     const current = tracer();
     if (!current) return run();
+    let attributes = this.#started.get(sql);
+    if (!attributes) {
+      if (this.#started.size >= 1000) this.#started.clear();
+      attributes = { ...this.#attributes, [A.dbOperation]: operationName(sql) };
+      this.#started.set(sql, attributes);
+    }
     const span = current.startSpan(TELEMETRY.spans.query, {
       kind: 2 satisfies Api.SpanKind.CLIENT,
-      attributes: this.#attributes,
+      attributes,
     });
     if (!span.isRecording()) return run();
-    span.setAttribute(A.dbOperation, operationName(sql));
     recording++;
     querySpans.add(span);
     return within(span, run);
@@ -191,7 +201,7 @@ export class SourceTelemetry {
     const index =
       (route === 'replica' ? ROUTE_REASONS.length : 0) + (REASON_INDEX.get(reason) ?? 0);
     this.counts[index] = (this.counts[index] ?? 0) + 1;
-    if (recording > 0) querySpan()?.setAttributes({ ...this.#routes[route], [A.reason]: reason });
+    if (recording > 0) querySpan()?.setAttributes(this.#routes[index] as Api.Attributes);
   }
 
   /** The read asked the replica's position in its own round trip. */
@@ -393,7 +403,15 @@ function metrics(): Instruments | null {
   meterProvider = provider;
   const meter = provider.getMeter(TELEMETRY.scope);
   const names = TELEMETRY.metrics;
-  const seconds = { unit: 's' };
+  // Waits for replication last milliseconds, not the SDK's default 0–10 000 (made for ms).
+  const seconds = {
+    unit: 's',
+    advice: {
+      explicitBucketBoundaries: [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+      ],
+    },
+  };
   const made: Instruments = {
     replicationWait: meter.createHistogram(names.replicationWait, {
       ...seconds,
