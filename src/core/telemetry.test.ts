@@ -165,7 +165,8 @@ describe('OpenTelemetry: traces and metrics (iad primary, syd replica, 50 ms eac
     expect(await histogramCount(TELEMETRY.metrics.replicationWait, 'replica')).toBe(before + 1);
     // Buckets for seconds, not the SDK's default (0 to 10 000, made for milliseconds).
     const [wait] = await points(TELEMETRY.metrics.replicationWait);
-    const { boundaries } = (wait?.value as { buckets: { boundaries: number[] } }).buckets;
+    expect(wait).toBeDefined();
+    const { boundaries } = (wait as DataPoint<{ buckets: { boundaries: number[] } }>).value.buckets;
     expect(boundaries[0]).toBe(0.001);
     expect(boundaries.at(-1)).toBe(10);
   });
