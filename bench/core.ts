@@ -19,7 +19,7 @@
  * - trackerQueriesPerPoll: queries reaching the replica per poll with 10,000 waiters.
  * - otelCpuOverheadPct: pg reads' client CPU with an OpenTelemetry SDK registered (spans for
  *   every query, exported nowhere) against none, paired; otelSampledCpuOverheadPct the same
- *   with 10 % of traces sampled; otelNoSdkOverheadPct: the routing's extra µs per query with
+ *   with 10 % of traces sampled, otelMetricsOnlyCpuOverheadPct with metrics only; otelNoSdkOverheadPct: the routing's extra µs per query with
  *   `@opentelemetry/api` installed but no SDK (child processes with it hidden and not), as a
  *   share of a read's CPU.
  */
@@ -56,23 +56,31 @@ const UPDATE_PG = 'UPDATE items SET value = value + 1 WHERE id = $1';
  */
 async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>) {
   progress(`pg: OpenTelemetry: no SDK vs an SDK exporting nowhere, ${ROUNDS} rounds`);
-  const sdks = { sdk: noopSdk(), sampled: noopSdk(0.1) };
+  const sdks = {
+    sdk: noopSdk(),
+    sampled: noopSdk({ sampleRatio: 0.1 }),
+    metricsOnly: noopSdk({ traces: false }),
+  };
   // Each read in a consistency context of its own, as behind the HTTP middleware: Node's
   // AsyncLocalStorage (Regional's, and the SDK's context manager) then costs every
   // configuration alike, and what differs is OpenTelemetry's own work.
   const read = (id: number) => withContext(() => pool.query(SELECT_PG, [id]));
-  const { sdk: reads, sampled } = await compare(
+  const {
+    sdk: reads,
+    sampled,
+    metricsOnly,
+  } = await compare(
     read,
-    { sdk: read, sampled: read },
+    { sdk: read, sampled: read, metricsOnly: read },
     {
       ...PAIRING,
       prepare: (name) => {
         for (const [which, sdk] of Object.entries(sdks)) if (which !== name) sdk.unregister();
-        if (name === 'sdk' || name === 'sampled') sdks[name].register();
+        if (name === 'sdk' || name === 'sampled' || name === 'metricsOnly') sdks[name].register();
       },
     },
   );
-  await Promise.all([sdks.sdk.shutdown(), sdks.sampled.shutdown()]);
+  await Promise.all(Object.values(sdks).map((sdk) => sdk.shutdown()));
   progress('pg: routing with and without @opentelemetry/api installed (no SDK), 3 processes each');
   const { onWarning: _, ...options } = settings;
   const withApi: number[] = [];
@@ -90,7 +98,10 @@ async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>
       noSdk: round(reads.raw.cpuMicrosPerRead, 1),
       sdk: round(reads.regional.cpuMicrosPerRead, 1),
       sdkSampled10Pct: round(sampled.regional.cpuMicrosPerRead, 1),
+      sdkMetricsOnly: round(metricsOnly.regional.cpuMicrosPerRead, 1),
     },
+    /** The same with only a MeterProvider registered (metrics, no spans). */
+    otelMetricsOnlyCpuOverheadPct: round((median(metricsOnly.cpuRatios) - 1) * 100),
     /** The same with the SDK sampling 10 % of traces (ParentBased(TraceIdRatioBased(0.1))). */
     otelSampledCpuOverheadPct: round((median(sampled.cpuRatios) - 1) * 100),
     otelCpuOverheadPct: round((median(reads.cpuRatios) - 1) * 100),
@@ -519,6 +530,8 @@ export async function run(): Promise<void> {
         '',
       ],
       ['the same, overhead % (paired)', otel.otelSampledCpuOverheadPct, ''],
+      ['client CPU µs/read, metrics only (no tracer)', otel.cpuMicrosPerRead.sdkMetricsOnly, ''],
+      ['the same, overhead % (paired)', otel.otelMetricsOnlyCpuOverheadPct, ''],
       ['routing µs/query without @opentelemetry/api', otel.routingMicros.withoutApi, ''],
       ['routing µs/query with it, no SDK', otel.routingMicros.withApiNoSdk, ''],
       ['otelNoSdkOverheadPct (of CPU per read)', otel.otelNoSdkOverheadPct, '<= 0.5'],

@@ -69,6 +69,7 @@ interface CoreResults {
   trackerQueriesPerPoll?: number;
   otelCpuOverheadPct?: number;
   otelNoSdkOverheadPct?: number;
+  otel?: { otelSampledCpuOverheadPct?: number; otelMetricsOnlyCpuOverheadPct?: number };
   goals?: Goals;
 }
 
@@ -437,6 +438,18 @@ Results: \`bench/results/core.json\`.
       'client CPU with an OpenTelemetry SDK registered',
       pct(core.otelCpuOverheadPct),
       goal(goals, 'otelCpuOverheadPct'),
+    ]);
+  if (core.otel?.otelSampledCpuOverheadPct !== undefined)
+    shared.push([
+      'the same, sampling 10 % of traces',
+      pct(core.otel.otelSampledCpuOverheadPct),
+      DASH,
+    ]);
+  if (core.otel?.otelMetricsOnlyCpuOverheadPct !== undefined)
+    shared.push([
+      'the same, metrics only (no tracer provider)',
+      pct(core.otel.otelMetricsOnlyCpuOverheadPct),
+      DASH,
     ]);
   if (core.otelNoSdkOverheadPct !== undefined)
     shared.push([

@@ -21,9 +21,16 @@ const done = (callback: (result: { code: number }) => void) => callback({ code: 
 
 /**
  * A registered SDK (tracing with a batch processor, metrics read every 10 s), exporting nowhere;
- * with `sampleRatio`, tracing samples that share of traces (as production setups do).
+ * with `sampleRatio`, tracing samples that share of traces (as production setups do); with
+ * `traces: false`, metrics only (no tracer provider registered).
  */
-export function noopSdk(sampleRatio?: number) {
+export function noopSdk({
+  sampleRatio,
+  traces = true,
+}: {
+  sampleRatio?: number;
+  traces?: boolean;
+} = {}) {
   const tracerProvider = new BasicTracerProvider({
     ...(sampleRatio === undefined
       ? {}
@@ -56,7 +63,7 @@ export function noopSdk(sampleRatio?: number) {
       if (registered) return;
       registered = true;
       context.setGlobalContextManager(contextManager.enable());
-      trace.setGlobalTracerProvider(tracerProvider);
+      if (traces) trace.setGlobalTracerProvider(tracerProvider);
       metrics.setGlobalMeterProvider(meterProvider);
     },
     /** Takes it away again: the API is back to its no-op defaults. */
