@@ -118,7 +118,8 @@ function regionCard(r, state) {
   const ready = r.ready === null ? el('span', { class: 'badge' }, 'readiness ?')
     : el('span', { class: 'badge ' + (r.ready ? 'ok' : 'bad') }, r.ready ? 'ready' : 'not ready');
   const lagFigure = r.role === 'primary'
-    ? el('div', { class: 'lag', 'data-lag': 'primary' }, 'primary ', el('small', {}, 'reads and writes here need no replica'))
+    // The primary is where writes happen: nothing to replay, so its lag is 0 by definition.
+    ? el('div', { class: 'lag', 'data-lag': '0' }, 'lag 0 ms ', el('small', {}, 'the primary: nothing to replay'))
     : el('div', { class: 'lag', 'data-lag': f && f.lagSeconds !== null ? String(f.lagSeconds) : '' },
         'lag ' + lagText(f ? f.lagSeconds : null) + ' ',
         el('small', {}, f ? [bytesText(f.lagBytes) + ' behind', f.replicaUsable === false ? 'replica NOT in use' : 'replica in use'].join(' · ') : ''));

@@ -66,7 +66,7 @@ describe.skipIf(!existsSync(CHROMIUM))(
         .toMatch(/local runs only/i);
 
       // Three regions, each with its lag: a figure read from its replica's gauge, or, in the
-      // primary region, the word that it has no replica to lag.
+      // primary region, 0 (it is where the writes happen) and the word that it is the primary.
       const cards = page.locator('section.card');
       await expect
         .poll(() => cards.evaluateAll((n) => n.map((c) => c.dataset.region)))
@@ -74,7 +74,8 @@ describe.skipIf(!existsSync(CHROMIUM))(
       for (const region of REGIONS) {
         const lag = page.locator(`[data-region="${region}"] .lag`);
         if (region === 'iad') {
-          await expect.poll(() => lag.getAttribute('data-lag')).toBe('primary');
+          await expect.poll(() => lag.getAttribute('data-lag')).toBe('0');
+          expect(await lag.textContent()).toMatch(/^lag 0 ms the primary/);
           continue;
         }
         await expect
