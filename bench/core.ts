@@ -130,7 +130,7 @@ async function childRoutingMicros(
   const { stdout } = await execFileAsync(
     process.execPath,
     [
-      '--conditions=source',
+      '--conditions=regional-source',
       '--import',
       'tsx',
       ...(hideApi ? ['--import', pathToFileURL(here('hide-otel-api.ts')).href] : []),

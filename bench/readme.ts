@@ -5,7 +5,7 @@
  * every `npm run bench`, `npm start` and `npm run test:faults` (their npm `post` scripts);
  * bench/readme.test.ts fails when a file differs from what this produces.
  *
- *   node --conditions=source --import tsx bench/readme.ts [--check]
+ *   node --conditions=regional-source --import tsx bench/readme.ts [--check]
  *
  * `--check` writes nothing and exits 1 when a file is out of date.
  */

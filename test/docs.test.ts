@@ -164,7 +164,7 @@ describe("the README's adoption example", () => {
     await cluster.waitForReplay('syd');
     const output: string[] = [];
     apps = await LocalApps.start({
-      command: `exec "${process.execPath}" --conditions=source --import tsx server.ts`,
+      command: `exec "${process.execPath}" --conditions=regional-source --import tsx server.ts`,
       cluster,
       cwd: folder,
       mode: 'fly-replay',

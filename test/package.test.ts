@@ -274,8 +274,16 @@ describe('the npm package', () => {
         expect(packedFiles, `${key} (${condition})`).toContain(
           (targets[condition] as string).slice(2),
         );
+      // Only the checkout's own condition may point at sources the tarball lacks; a common
+      // name (`source`) would send an app that uses it for its own packages into a void.
+      const elsewhere = Object.entries(targets).filter(
+        ([, target]) => !packedFiles.includes(target.slice(2)),
+      );
+      expect(elsewhere.map(([condition]) => condition)).toEqual(['regional-source']);
     }
     expect(packedFiles).toContain('bin/regional.js');
+    expect(packedFiles).toContain('LICENSE');
+    expect(packedFiles.filter((file) => file.endsWith('.map'))).toEqual([]);
     expect(packedFiles).toContain('dist/cli/main.js');
     const testOnly = packedFiles.filter(
       (file) =>

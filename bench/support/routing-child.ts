@@ -3,7 +3,7 @@
  * benchmark runs it with and without `@opentelemetry/api` resolvable (hide-otel-api.ts), to
  * measure what the API costs Regional's routing when no SDK is registered.
  *
- * Usage: node --conditions=source --import tsx [--import ./hide-otel-api.ts] routing-child.ts '<RegionalPool options as JSON>'
+ * Usage: node --conditions=regional-source --import tsx [--import ./hide-otel-api.ts] routing-child.ts '<RegionalPool options as JSON>'
  */
 import { RegionalPool } from '../../src/pg/index.js';
 import { pgRoutingMicros } from './routing.js';

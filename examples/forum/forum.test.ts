@@ -36,7 +36,7 @@ describe(`the forum in iad, cdg and syd (Regional${withRedis ? ', with Regional 
     seededTopic = (await seedForum(cluster, { reset: true, writersPerRegion: 0 }))
       .topicIds[0] as number;
     apps = await LocalApps.start({
-      command: `"${process.execPath}" --conditions=source --import tsx examples/forum/server.ts`,
+      command: `"${process.execPath}" --conditions=regional-source --import tsx examples/forum/server.ts`,
       cwd: ROOT,
       cluster,
       regionEnv: () => ({ FORUM_DEPLOYMENT: 'regional' }),

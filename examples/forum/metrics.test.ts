@@ -34,7 +34,7 @@ describe('the forum exports Regional metrics for Prometheus at GET /metrics (syd
     topicId = (await seedForum(cluster, { reset: true, writersPerRegion: 0 }))
       .topicIds[0] as number;
     apps = await LocalApps.start({
-      command: `"${process.execPath}" --conditions=source --import tsx examples/forum/server.ts`,
+      command: `"${process.execPath}" --conditions=regional-source --import tsx examples/forum/server.ts`,
       cwd: ROOT,
       cluster,
       regionEnv: () => ({ FORUM_DEPLOYMENT: 'regional' }),

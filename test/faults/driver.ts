@@ -18,7 +18,7 @@ import { type FaultContext, type Scenario, SUITE_ENV } from './scenarios.js';
 import { Workload } from './workload.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const APP = `"${process.execPath}" --conditions=source --import tsx test/faults/app.ts`;
+const APP = `"${process.execPath}" --conditions=regional-source --import tsx test/faults/app.ts`;
 /** Hard client-side time-out of every request: no answer by then is a hang. */
 export const CLIENT_TIMEOUT_MS = 20_000;
 const WARMUP_MS = 2_500;

@@ -29,7 +29,7 @@ import type { RegionSample, WorkloadOptions } from './workload.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const MIGRATIONS = path.join(ROOT, 'examples/forum/migrations');
-const SERVER_COMMAND = `"${process.execPath}" --conditions=source --import tsx examples/forum/server.ts`;
+const SERVER_COMMAND = `"${process.execPath}" --conditions=regional-source --import tsx examples/forum/server.ts`;
 
 /** What the dashboard asks the forum: the topic list, and a new topic read back by its id. */
 export const FORUM_PROBE: DashboardProbe = {
@@ -121,7 +121,7 @@ function workloadInChild(
 ): Promise<Record<string, RegionSample>> {
   const { onProgress, ...rest } = options;
   const child = fork(path.join(import.meta.dirname, 'workload-process.ts'), {
-    execArgv: ['--conditions=source', '--import', 'tsx'],
+    execArgv: ['--conditions=regional-source', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     // Its own process group, as the app instances: a terminal's Ctrl-C reaches only the demo,
     // which stops the workload first, then the servers it talks to.
