@@ -282,13 +282,13 @@ export function describeRequest(context: object, attributes: Api.Attributes): vo
   if (recording > 0) contextSpans.get(context)?.setAttributes(attributes);
 }
 
-/** Ends the request span of `context` (once), with `attributes` added. */
-export function endRequestSpan(context: object, attributes: Api.Attributes): void {
+/** Ends the request span of `context` (once), with `attributes()` added. */
+export function endRequestSpan(context: object, attributes: () => Api.Attributes): void {
   if (recording === 0) return;
   const span = contextSpans.get(context);
   if (!span) return;
   contextSpans.delete(context);
-  span.setAttributes(attributes);
+  span.setAttributes(attributes());
   endSpan(span);
 }
 

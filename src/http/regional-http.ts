@@ -50,6 +50,10 @@ const IGNORED_KEY: Record<TokenFailure, keyof HttpStats['tokensIgnored']> = {
   expired: 'expired',
 };
 
+const ATTR = TELEMETRY.attributes;
+/** The `regional.replay_reason` values, one per {@link ReplayReason}. */
+const REPLAY_REASONS = { write: 'write', writeInRead: 'write_in_read', lag: 'lag' } as const;
+
 /**
  * Regional's request handling, whatever the framework: adapters (`regional/http/node`,
  * `regional/hono`, `regional/express`, `regional/fastify`) call it around each request.
@@ -68,10 +72,6 @@ const IGNORED_KEY: Record<TokenFailure, keyof HttpStats['tokensIgnored']> = {
  * const regional = new RegionalHttp({ sources: [pool] }); // PRIMARY_REGION, REGION, REGIONAL_SECRET, …
  * const state = await regional.begin(view);
  */
-const ATTR = TELEMETRY.attributes;
-/** The `regional.replay_reason` values, one per {@link ReplayReason}. */
-const REPLAY_REASONS = { write: 'write', writeInRead: 'write_in_read', lag: 'lag' } as const;
-
 export class RegionalHttp {
   readonly settings: HttpSettings;
   private readonly markers: ReplayMarkers | null;
@@ -93,9 +93,9 @@ export class RegionalHttp {
       region: this.settings.region ?? 'local',
       requests: () => counters.requests,
       replays: () => ({
-        write: counters.replays.write,
-        write_in_read: counters.replays.writeInRead,
-        lag: counters.replays.lag,
+        [REPLAY_REASONS.write]: counters.replays.write,
+        [REPLAY_REASONS.writeInRead]: counters.replays.writeInRead,
+        [REPLAY_REASONS.lag]: counters.replays.lag,
       }),
       tokenWaits: () => counters.tokenWaits,
       tokenWaitTimeouts: () => counters.tokenWaitTimeouts,
@@ -286,12 +286,12 @@ export class RegionalHttp {
 
   /** Region and timing headers, on every answer (a token is added only where a handler ran). */
   private ownHeaders(state: RequestState): [string, string][] {
-    endRequestSpan(state.context, {
+    endRequestSpan(state.context, () => ({
       [ATTR.outcome]: state.action,
       [ATTR.replayed]: state.action === 'replay',
       ...(state.replayReason ? { [ATTR.replayReason]: REPLAY_REASONS[state.replayReason] } : {}),
       ...(state.replayedFrom ? { [ATTR.replayedFrom]: state.replayedFrom.region } : {}),
-    });
+    }));
     const { region, mode, primaryRegion } = this.settings;
     const headers: [string, string][] = [];
     if (region) headers.push([REGION_HEADER, region]);
