@@ -86,6 +86,15 @@ driverBehaviourSuite({
           },
           { accessMode: 'read only' },
         ),
+      failingTransaction: (id, failure) =>
+        db.transaction(async (tx) => {
+          await tx
+            .update(counters)
+            .set({ value: sql`${counters.value} + 1` })
+            .where(eq(counters.id, id));
+          if (failure === 'throw') throw new Error('changed my mind');
+          await tx.insert(counters).values({ id, value: 0 });
+        }),
       stats: () => database.stats(),
       naiveRead: async (id) =>
         (await naive.select(served).from(counters).where(eq(counters.id, id)))[0]?.value,

@@ -82,6 +82,12 @@ driverBehaviourSuite({
           .transaction()
           .setAccessMode('read only')
           .execute((tx) => served(tx, id)),
+      failingTransaction: (id, failure) =>
+        db.transaction().execute(async (tx) => {
+          await bump(tx, id);
+          if (failure === 'throw') throw new Error('changed my mind');
+          await tx.insertInto('counters').values({ id, value: 0 }).execute();
+        }),
       stats: () => pool.stats(),
       naiveRead: async (id) => (await served(naive, id)).value,
       end: async () => {

@@ -51,6 +51,12 @@ driverBehaviourSuite({
         })),
       readOnlyTransaction: (id) =>
         pool.transaction((tx) => served(tx, READ, [id]), { readOnly: true }),
+      failingTransaction: (id, failure) =>
+        pool.transaction(async (tx) => {
+          await tx.query(BUMP, [id]);
+          if (failure === 'throw') throw new Error('changed my mind');
+          await tx.query('INSERT INTO counters (id, value) VALUES ($1, 0)', [id]);
+        }),
       stats: () => pool.stats(),
       naiveRead: async (id) => (await served(plain, READ, [id])).value,
       end: async () => {

@@ -67,6 +67,12 @@ driverBehaviourSuite({
           >`select value, pg_is_in_recovery() as r from counters where id = ${id}`;
           return { value: seen?.value, inRecovery: seen?.r as boolean };
         }) as Promise<{ value: number | undefined; inRecovery: boolean }>,
+      failingTransaction: (id, failure) =>
+        sql.begin(async (tx) => {
+          await tx`update counters set value = value + 1 where id = ${id}`;
+          if (failure === 'throw') throw new Error('changed my mind');
+          await tx`insert into counters (id, value) values (${id}, 0)`;
+        }),
       stats: () => database.stats(),
       naiveRead: async (id) =>
         (await plain<Row[]>`select value from counters where id = ${id}`)[0]?.value,

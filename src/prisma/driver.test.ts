@@ -83,6 +83,12 @@ driverBehaviourSuite({
             ),
           ),
         ),
+      failingTransaction: (id, failure) =>
+        prisma.$transaction(async (tx) => {
+          await tx.counter.update({ where: { id }, data: { value: { increment: 1 } } });
+          if (failure === 'throw') throw new Error('changed my mind');
+          await tx.counter.create({ data: { id, value: 0 } });
+        }),
       stats: () => pool.stats(),
       naiveRead: async (id) => (await naive.counter.findUnique({ where: { id } }))?.value,
       end: async () => {

@@ -99,6 +99,13 @@ export interface DriverHandle {
   readWriteTransaction(id: number): Promise<{ written: number; seen: Served<number | undefined> }>;
   /** In one read-only transaction: `SELECT value, pg_is_in_recovery() FROM counters WHERE id = $1`. */
   readOnlyTransaction(id: number): Promise<Served<number | undefined>>;
+  /**
+   * In one read-write transaction: {@link bump}(id), then fail: `throw` an `Error('changed my
+   * mind')` from the transaction's function, or (`duplicate`) insert a `counters` row whose id
+   * exists (a unique violation). Resolves or rejects as the driver does; the suite expects a
+   * rejection.
+   */
+  failingTransaction(id: number, failure: 'throw' | 'duplicate'): Promise<unknown>;
   stats(): DriverStats;
   /**
    * {@link read}, the way the driver (or ORM) reads a replica without Regional: its plain
@@ -142,6 +149,7 @@ const ROW = {
   stopped: 1009,
   killed: 1010,
   remembered: 1011,
+  rolledBack: 1012,
 } as const;
 /** How long a test lets a read wait on a paused replica before resuming replay. */
 const PAUSE_MS = 150;
@@ -206,8 +214,9 @@ export function driverBehaviourSuite(setup: DriverSetup): void {
     async function open(
       region: 'iad' | 'syd',
       extra: Partial<InstanceOptions> = {},
+      connections = CONCURRENCY,
     ): Promise<DriverHandle> {
-      const handle = await setup.open(options(region, extra), CONCURRENCY);
+      const handle = await setup.open(options(region, extra), connections);
       closers.push(() => handle.end());
       return handle;
     }
@@ -421,6 +430,21 @@ export function driverBehaviourSuite(setup: DriverSetup): void {
               await afterResume(resume, () => shared.readOnlyTransaction(ROW.readOnly)),
             ).toEqual({ value: written, inRecovery: true });
           });
+        });
+      });
+
+      it('a failing transaction (a thrown error, a failing statement) rolls back, and a one-connection handle stays usable', async () => {
+        const handle = await open('syd', {}, 1);
+        await withContext(async () => {
+          const before = await handle.bump(ROW.rolledBack);
+          await expect(handle.failingTransaction(ROW.rolledBack, 'throw')).rejects.toThrow(
+            'changed my mind',
+          );
+          await expect(handle.failingTransaction(ROW.rolledBack, 'duplicate')).rejects.toThrow();
+          // Neither bump was kept, and the one connection per server was given back clean.
+          expect(await handle.read(ROW.rolledBack)).toBe(before);
+          expect((await handle.readWriteTransaction(ROW.rolledBack)).written).toBe(before + 1);
+          expect(await handle.read(ROW.rolledBack)).toBe(before + 1);
         });
       });
     });
