@@ -83,7 +83,8 @@ describe('OpenTelemetry: traces and metrics (iad primary, syd replica, 50 ms eac
     });
     await cluster.query(
       'iad',
-      'CREATE TABLE items (id serial PRIMARY KEY, body text NOT NULL); INSERT INTO items (body) VALUES ($$first$$);',
+      `CREATE TABLE items (id serial PRIMARY KEY, body text NOT NULL); INSERT INTO items (body) VALUES ('first');
+       CREATE FUNCTION add_item(b text) RETURNS int LANGUAGE sql AS $$ INSERT INTO items (body) VALUES (b) RETURNING id $$;`,
     );
     await cluster.waitForReplay('syd');
     pool = new RegionalPool(options('syd', { maxWaitMs: 5_000 }));
@@ -143,6 +144,26 @@ describe('OpenTelemetry: traces and metrics (iad primary, syd replica, 50 ms eac
       ['primary', 'lock'],
       ['primary', 'forced'],
     ]);
+  });
+
+  it('a SELECT that writes, refused by the replica (25006): reason read_only_retry, through the pool and a checked-out client', async () => {
+    await withContext(() => pool.query("SELECT add_item('from the pool')"));
+    const client = await pool.connect();
+    try {
+      await withContext(() => client.query("SELECT add_item('from a client')"));
+    } finally {
+      client.release();
+    }
+    const retried = await points(TELEMETRY.metrics.queries);
+    const count = retried.find(
+      (p) =>
+        p.attributes[A.region] === 'syd' &&
+        p.attributes[A.route] === 'primary' &&
+        p.attributes[A.reason] === 'read_only_retry',
+    )?.value;
+    expect(count).toBe(2);
+    const [span] = querySpans();
+    expect(span?.attributes).toMatchObject({ [A.route]: 'primary', [A.reason]: 'read_only_retry' });
   });
 
   it('a read after a write that had to wait: on the replica, its wait on the span and in the histogram', async () => {

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { StatementInfo } from '../core/classify.js';
 import { currentContext } from '../core/context.js';
 import type { Target } from '../core/route.js';
+import type { RouteReason } from '../core/telemetry.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { forwardedTransactionError } from './forwarding.js';
 import {
@@ -131,7 +132,10 @@ export class RegionalClient extends EventEmitter {
     this.#unbind(error);
   }
 
-  /** Runs a statement outside a transaction on `on`; with `check`, checked on the replica. */
+  /**
+   * Runs a statement outside a transaction on `on`; with `check`, checked on the replica.
+   * `retried` says why a read the replica could not serve runs again on the primary.
+   */
   async #run<R extends pg.QueryResultRow>(
     config: QueryConfig,
     info: StatementInfo,
@@ -139,6 +143,7 @@ export class RegionalClient extends EventEmitter {
     on: Target,
     chosen: Target | undefined,
     check: bigint | undefined,
+    retried?: RouteReason,
   ): Promise<pg.QueryResult<R>> {
     const { config: settings, reader, writer } = this.#deps;
     const record =
@@ -165,7 +170,7 @@ export class RegionalClient extends EventEmitter {
           current,
           writeWithCommitLsn(client, config, info.statements),
         );
-        reader.served('primary', chosen ? 'forced' : undefined);
+        reader.served('primary', retried ?? (chosen ? 'forced' : undefined));
         if (read.flushed != null) await writer.record(context, read.flushed);
         return read.result as pg.QueryResult<R>;
       }
@@ -188,9 +193,11 @@ export class RegionalClient extends EventEmitter {
         !info.control &&
         ((error as { code?: string }).code === '25006' || isConnectionFailure(error));
       if (!retryOnPrimary) throw error;
-      if (isConnectionFailure(error)) reader.route?.failed(error);
+      const failed = isConnectionFailure(error);
+      if (failed) reader.route?.failed(error);
       await this.#bind('primary');
-      return this.query<R>(config, undefined, { ...options, on: 'primary' });
+      const why = failed ? 'replica_down' : 'read_only_retry';
+      return this.#run<R>(config, info, options, 'primary', undefined, undefined, why);
     }
     if (result === null) {
       // A checked statement found the replica behind: wait like any read, then run it again.
@@ -200,7 +207,7 @@ export class RegionalClient extends EventEmitter {
     }
     if (current.on === 'replica') reader.served('replica');
     else if (info.kind === 'read' && !info.control)
-      reader.served('primary', chosen ? 'forced' : undefined);
+      reader.served('primary', retried ?? (chosen ? 'forced' : undefined));
     return result;
   }
 
