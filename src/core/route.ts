@@ -2,7 +2,7 @@ import { BoundedWait } from './bounded-wait.js';
 import type { RegionSettings } from './config.js';
 import type { ConsistencyContext } from './context.js';
 import { ReplicaHealth } from './replica-health.js';
-import type { SourceTelemetry } from './telemetry.js';
+import type { RouteReason, SourceTelemetry } from './telemetry.js';
 import { type PositionPoller, ReplayTracker, type ReplayTrackerStats } from './tracker.js';
 
 /** Where a read runs. */
@@ -265,4 +265,40 @@ export class ReplicaRoute {
   close(): void {
     this.health.close();
   }
+}
+
+/**
+ * Why a read went to the primary when nobody chose it: a region without a replica reads there
+ * (`read`); otherwise the replica was behind past the bound (`lag`) or out of use (`replica_down`).
+ */
+export function fallbackReason(route: ReplicaRoute | null): RouteReason {
+  return !route ? 'read' : route.usable() ? 'lag' : 'replica_down';
+}
+
+/** A source's own counters, beside its route's. */
+export interface SourceCounts {
+  /** Reads answered by the primary in a region without a replica (no route to count them). */
+  primaryReadsWithoutRoute: number;
+  writes: number;
+  readOnlyRetries: number;
+}
+
+/**
+ * The counters a Postgres driver reports (`pool.stats()`, `database.stats()`): its route's and
+ * its own, in one shape.
+ */
+export function sourceStats(route: ReplicaRoute | null, counts: SourceCounts) {
+  const routed = route?.stats();
+  return {
+    replicaReads: routed?.replicaReads ?? 0,
+    primaryReads: (routed?.primaryReads ?? 0) + counts.primaryReadsWithoutRoute,
+    writes: counts.writes,
+    readOnlyRetries: counts.readOnlyRetries,
+    waitTimeouts: routed?.waitTimeouts ?? 0,
+    replicaFailures: routed?.replicaFailures ?? 0,
+    replicaRestarts: routed?.replicaRestarts ?? 0,
+    checkedReads: routed?.checkedReads ?? 0,
+    checkedReadsBehind: routed?.checkedReadsBehind ?? 0,
+    tracker: routed?.tracker ?? null,
+  };
 }

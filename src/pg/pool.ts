@@ -8,7 +8,7 @@ import {
 } from '../core/config.js';
 import { ConfigError, RegionalError } from '../core/errors.js';
 import { formatLsn, type Lsn, parseLsn } from '../core/lsn.js';
-import { ReplicaRoute, SourceKey } from '../core/route.js';
+import { ReplicaRoute, SourceKey, sourceStats } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { type LagSample, SourceTelemetry } from '../core/telemetry.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
@@ -317,19 +317,11 @@ export class RegionalPool extends EventEmitter implements ReplicatedSource {
    * const { replicaReads, primaryReads, waitTimeouts } = pool.stats();
    */
   stats(): RegionalPoolStats {
-    const route = this.#route?.stats();
-    return {
-      replicaReads: route?.replicaReads ?? 0,
-      primaryReads: (route?.primaryReads ?? 0) + this.#reader.primaryReadsWithoutRoute,
+    return sourceStats(this.#route, {
+      primaryReadsWithoutRoute: this.#reader.primaryReadsWithoutRoute,
       writes: this.#writer.writes,
       readOnlyRetries: this.#reader.readOnlyRetries,
-      waitTimeouts: route?.waitTimeouts ?? 0,
-      replicaFailures: route?.replicaFailures ?? 0,
-      replicaRestarts: route?.replicaRestarts ?? 0,
-      checkedReads: route?.checkedReads ?? 0,
-      checkedReadsBehind: route?.checkedReadsBehind ?? 0,
-      tracker: route?.tracker ?? null,
-    };
+    });
   }
 
   /** The replay tracker of this region's replica (`null` without one): its known position and counters. */

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { StatementInfo } from '../core/classify.js';
 import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
-import type { ReplicaRoute, Target } from '../core/route.js';
+import { fallbackReason, type ReplicaRoute, type Target } from '../core/route.js';
 import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
 import { isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
@@ -128,10 +128,9 @@ export class Reader {
     );
   }
 
-  /** Why a read in this region goes to the primary when nobody chose it: no replica, lag, or down. */
+  /** Why a read in this region goes to the primary when nobody chose it (see {@link fallbackReason}). */
   fallbackReason(): RouteReason {
-    const route = this.options.route;
-    return !route ? 'read' : route.usable() ? 'lag' : 'replica_down';
+    return fallbackReason(this.options.route);
   }
 
   /** A replica connection, or `null` (and the replica marked down) if it cannot be had. */

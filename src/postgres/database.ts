@@ -8,7 +8,7 @@ import {
 } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { formatLsn, parseLsn } from '../core/lsn.js';
-import { ReplicaRoute, SourceKey } from '../core/route.js';
+import { ReplicaRoute, SourceKey, sourceStats } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { type LagSample, SourceTelemetry } from '../core/telemetry.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
@@ -171,20 +171,12 @@ export class RegionalPostgres implements ReplicatedSource {
    * const { replicaReads, primaryReads } = db.stats();
    */
   stats(): RegionalPostgresStats {
-    const route = this.#route?.stats();
     const dispatcher = this.#dispatcher;
-    return {
-      replicaReads: route?.replicaReads ?? 0,
-      primaryReads: (route?.primaryReads ?? 0) + dispatcher.unroutedPrimaryReads,
+    return sourceStats(this.#route, {
+      primaryReadsWithoutRoute: dispatcher.unroutedPrimaryReads,
       writes: dispatcher.writes,
       readOnlyRetries: dispatcher.readOnlyRetries,
-      waitTimeouts: route?.waitTimeouts ?? 0,
-      replicaFailures: route?.replicaFailures ?? 0,
-      replicaRestarts: route?.replicaRestarts ?? 0,
-      checkedReads: route?.checkedReads ?? 0,
-      checkedReadsBehind: route?.checkedReadsBehind ?? 0,
-      tracker: route?.tracker ?? null,
-    };
+    });
   }
 
   /** The replay tracker of this region's replica (`null` without one). */

@@ -4,7 +4,7 @@ import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
 import { parseLsn } from '../core/lsn.js';
-import type { KeySource, ReplicaRoute, Target } from '../core/route.js';
+import { fallbackReason, type KeySource, type ReplicaRoute, type Target } from '../core/route.js';
 import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import {
   type Handler,
@@ -153,10 +153,9 @@ export class Dispatcher {
     );
   }
 
-  /** Why a read goes to the primary when nobody chose it: no replica, lag, or the replica down. */
+  /** Why a read goes to the primary when nobody chose it (see {@link fallbackReason}). */
   fallbackReason(): RouteReason {
-    const route = this.options.route;
-    return !route ? 'read' : route.usable() ? 'lag' : 'replica_down';
+    return fallbackReason(this.options.route);
   }
 
   /** Counts a write (a statement, or a committed transaction) sent to the primary. */

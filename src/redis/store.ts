@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { redactUrl } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { ConfigError, ReplicaUnavailableError } from '../core/errors.js';
-import { ReplicaRoute } from '../core/route.js';
+import { fallbackReason, ReplicaRoute } from '../core/route.js';
 import type { ReplicatedSource } from '../core/source.js';
 import { SourceTelemetry } from '../core/telemetry.js';
 import type { ReplayTracker, ReplayTrackerStats } from '../core/tracker.js';
@@ -428,8 +428,7 @@ export class SharedStore implements ReplicatedSource {
       }
       if (this.route) this.route.served('primary');
       else this.counters.primaryReads++;
-      const route = this.route;
-      this.telemetry.routed('primary', !route ? 'read' : route.usable() ? 'lag' : 'replica_down');
+      this.telemetry.routed('primary', fallbackReason(this.route));
       return value;
     } catch (error) {
       if (!connectionFailure(error)) throw error;
