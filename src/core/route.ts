@@ -2,7 +2,7 @@ import { BoundedWait } from './bounded-wait.js';
 import type { RegionSettings } from './config.js';
 import type { ConsistencyContext } from './context.js';
 import { ReplicaHealth } from './replica-health.js';
-import type { RouteReason, SourceTelemetry } from './telemetry.js';
+import { type RouteReason, type SourceTelemetry, untraced } from './telemetry.js';
 import { type PositionPoller, ReplayTracker, type ReplayTrackerStats } from './tracker.js';
 
 /** Where a read runs. */
@@ -48,7 +48,8 @@ export class SourceKey implements KeySource {
 
   get(): Promise<string> {
     if (this.value !== null) return Promise.resolve(this.value);
-    this.pending ??= this.ask().then(
+    // Regional's own query, not the app's: no trace of its own (see `untraced`).
+    this.pending ??= untraced(() => this.ask()).then(
       (key) => {
         this.value = key;
         this.pending = null;

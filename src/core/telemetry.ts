@@ -242,7 +242,9 @@ export class SourceTelemetry {
     if (this.options.replicaUsable)
       usable.observe(this.options.replicaUsable() ? 1 : 0, attributes);
     // A replica that cannot be asked reports no lag (and `usable` 0): the route has warned.
-    const sample = this.#closed ? null : await this.options.lag?.().catch(() => null);
+    const sample = this.#closed
+      ? null
+      : await untraced(() => this.options.lag?.())?.catch(() => null);
     if (!sample) return;
     lag.observe(sample.seconds, attributes);
     bytes.observe(sample.bytes, attributes);
@@ -361,6 +363,21 @@ export function endSpan(span: Api.Span, error?: unknown): void {
     span.setStatus({ code: 2 satisfies Api.SpanStatusCode.ERROR, message: errorMessage(error) });
   }
   span.end();
+}
+
+// The key `suppressTracing()` of `@opentelemetry/core` sets. The API makes keys with
+// `Symbol.for`, so this is the same key without depending on the SDK's package.
+const SUPPRESS_TRACING = api?.createContextKey('OpenTelemetry SDK Context Key SUPPRESS_TRACING');
+
+/**
+ * Runs `run` with tracing suppressed, as `suppressTracing()` does: the SDK and every
+ * instrumentation (`pg.query` spans too) record nothing under it. For Regional's own background
+ * queries (replay polls, lag samples, the source key), which would otherwise start a trace of
+ * their own, or land in whichever request happened to start them.
+ */
+export function untraced<T>(run: () => T): T {
+  if (!api || !SUPPRESS_TRACING) return run();
+  return api.context.with(api.context.active().setValue(SUPPRESS_TRACING, true), run);
 }
 
 /** The statement's first keyword, upper-cased: `SELECT`, `INSERT`, `BEGIN`. */

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { parseLsn } from '../core/lsn.js';
-import type { LagSample } from '../core/telemetry.js';
+import { type LagSample, untraced } from '../core/telemetry.js';
 import type { PositionPoller } from '../core/tracker.js';
 
 /** How far a replica has replayed; `NULL` on a server that is not a replica. */
@@ -102,10 +102,11 @@ export function replayLsnPoller(
     scheduleReconnect();
   };
 
+  // Polls are Regional's housekeeping, not the app's queries: traced by no one (`untraced`).
   const connect = (): Promise<pg.Client> => {
     if (client) return Promise.resolve(client);
     if (closed) return Promise.reject(new Error('the replay poller is closed'));
-    connecting ??= (async () => {
+    connecting ??= untraced(async () => {
       const fresh = new pg.Client({
         keepAlive: true,
         ...config,
@@ -134,13 +135,13 @@ export function replayLsnPoller(
       epoch = started;
       events.onConnect(started);
       return fresh;
-    })().finally(() => {
+    }).finally(() => {
       connecting = null;
     });
     return connecting;
   };
 
-  const poll = async (signal: AbortSignal): Promise<bigint> => {
+  const pollOnce = async (signal: AbortSignal): Promise<bigint> => {
     const current = await connect();
     const onAbort = () => drop(current, new Error('a replay poll was aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
@@ -166,6 +167,8 @@ export function replayLsnPoller(
       signal.removeEventListener('abort', onAbort);
     }
   };
+
+  const poll = (signal: AbortSignal): Promise<bigint> => untraced(() => pollOnce(signal));
 
   return Object.assign(poll, {
     warm() {
