@@ -5,6 +5,19 @@ import { ReplicaHealth } from './replica-health.js';
 import { type RouteReason, type SourceTelemetry, untraced } from './telemetry.js';
 import { type PositionPoller, ReplayTracker, type ReplayTrackerStats } from './tracker.js';
 
+/** SQLSTATE 25006, read_only_sql_transaction: a replica refused a statement that writes. */
+export const READ_ONLY_SQL_TRANSACTION = '25006';
+
+/**
+ * Whether a checked read's SQL error is its answer: when the replica had what the context
+ * needs (`caughtUp`), or when it refused a write (25006), which no wait changes. Otherwise the
+ * error came from a replica that was behind and may be as stale as an old row (a table this
+ * context just created, not replayed yet): wait, and read again.
+ */
+export function errorIsAnswer(error: unknown, caughtUp: boolean): boolean {
+  return caughtUp || (error as { code?: unknown }).code === READ_ONLY_SQL_TRANSACTION;
+}
+
 /** Where a read runs. */
 export type Target = 'primary' | 'replica';
 

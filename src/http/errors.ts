@@ -1,4 +1,5 @@
 import { RegionalError, statusForCode } from '../core/errors.js';
+import { READ_ONLY_SQL_TRANSACTION } from '../core/route.js';
 
 /**
  * A request that was taken for a read (a GET, or a route in `readRoutes`) tried to write in a
@@ -30,9 +31,6 @@ export class LagReplayError extends RegionalError {
     this.name = 'LagReplayError';
   }
 }
-
-/** SQLSTATE 25006, read_only_sql_transaction: a replica refused a write. */
-export const READ_ONLY_SQL_TRANSACTION = '25006';
 
 /** True for an error whose `code` (or whose cause's) is SQLSTATE 25006. */
 export function isReadOnlyError(error: unknown): boolean {

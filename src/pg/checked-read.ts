@@ -14,25 +14,42 @@ const BEGIN_READ_COMMITTED: Probe = {
 const REPLAY_LSN: Probe = { text: REPLAY_LSN_QUERY, returnsRow: true };
 
 /**
+ * A checked read's answer: the statement's result, or the SQL error it failed with, and the
+ * replica's position read just before it (`null`: the server did not say).
+ */
+export type CheckedRead =
+  | { result: pg.QueryResult; error?: undefined; replayed: Lsn | null }
+  | { result?: undefined; error: Error; replayed: Lsn | null };
+
+/**
  * Runs a read on a replica connection with `pg_last_wal_replay_lsn()` just before it, in one
  * round trip. The position is read before the statement takes its snapshot, so the statement
  * sees at least everything replayed up to it: when that position is at or after what the
  * context needs, the result is consistent and nobody had to poll the replica first.
  *
- * `replayed` is `null` when the server does not say (it is not a replica). If the statement
- * fails, the connection is rolled back before the error is thrown.
+ * If the statement itself fails, its error is returned with the position, not thrown: on a
+ * replica that was behind, the error may come from state not replayed yet (a table this
+ * context just created), as stale as an old row. Any other failure is thrown. The connection
+ * is rolled back either way.
  *
  * @example
- * const { result, replayed } = await readWithReplayLsn(client, { text: 'SELECT …', values });
- * if (replayed !== null && replayed >= needed) return result; // else wait, and read again
+ * const { result, error, replayed } = await readWithReplayLsn(client, { text: 'SELECT …', values });
+ * if (replayed !== null && replayed >= needed) return error ? Promise.reject(error) : result;
+ * // else wait, and read again
  */
 export async function readWithReplayLsn(
   client: pg.PoolClient,
   config: pg.QueryConfig & { rowMode?: 'array' },
-): Promise<{ result: pg.QueryResult; replayed: Lsn | null }> {
+): Promise<CheckedRead> {
   const pipeline = new Pipeline(config, [BEGIN_READ_COMMITTED, REPLAY_LSN], [COMMIT]);
   // Probes: BEGIN, the replay position, COMMIT.
-  return runChecked(client, pipeline, 1, () => pipeline.failedBefore(COMMIT));
+  try {
+    return await runChecked(client, pipeline, 1, () => pipeline.failedBefore(COMMIT));
+  } catch (error) {
+    if (!pipeline.failedAtStatement() || isConnectionFailure(error)) throw error;
+    const replayed = pipeline.probe(1);
+    return { error: error as Error, replayed: replayed ? parseLsn(replayed) : null };
+  }
 }
 
 // Inside a transaction the probe must also say whether later statements take snapshots of

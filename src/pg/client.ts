@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { StatementInfo } from '../core/classify.js';
 import { currentContext } from '../core/context.js';
-import type { Target } from '../core/route.js';
+import { READ_ONLY_SQL_TRANSACTION, type Target } from '../core/route.js';
 import type { RouteReason } from '../core/telemetry.js';
 import { commitWithLsn, isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { forwardedTransactionError } from './forwarding.js';
@@ -191,7 +191,8 @@ export class RegionalClient extends EventEmitter {
         current.on === 'replica' &&
         !chosen &&
         !info.control &&
-        ((error as { code?: string }).code === '25006' || isConnectionFailure(error));
+        ((error as { code?: string }).code === READ_ONLY_SQL_TRANSACTION ||
+          isConnectionFailure(error));
       if (!retryOnPrimary) throw error;
       const failed = isConnectionFailure(error);
       if (failed) reader.route?.failed(error);

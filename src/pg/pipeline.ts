@@ -109,6 +109,16 @@ export class Pipeline {
     );
   }
 
+  /** True if the caller's statement itself failed (every probe before it succeeded). */
+  failedAtStatement(): boolean {
+    return this.failedStep !== null && this.failedStep === this.steps.indexOf(null);
+  }
+
+  /** Probe number `index`'s value so far: kept also when a later step fails. */
+  probe(index: number): string | null {
+    return this.probes[index] ?? null;
+  }
+
   /** True if `probe` itself failed (every step before it succeeded). */
   failedAt(probe: Probe): boolean {
     return (

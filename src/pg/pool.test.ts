@@ -394,7 +394,9 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
       );
       expect((await pool.query('SELECT 3 AS n')).rows).toEqual([{ n: 3 }]);
     });
-    expect(pool.stats()).toMatchObject({ checkedReads: 2, checkedReadsBehind: 0 });
+    // Checked: the two that failed in the server (their errors stand: the replica had the
+    // write) and the two that ran; not the one refused before it was sent.
+    expect(pool.stats()).toMatchObject({ checkedReads: 4, checkedReadsBehind: 0 });
     const { rows } = await pool.query(
       "SELECT statement FROM pg_prepared_statements WHERE name = 'broken'",
     );
@@ -478,6 +480,47 @@ describe('RegionalPool in a replica region (50 ms one way)', () => {
       } finally {
         client.release();
       }
+    });
+  });
+
+  it('a table this context just created, on a replica that has not replayed it: the read waits and reads it, through the pool and a checked-out client', async () => {
+    const pool = sydPool();
+    await withReplayPaused(async (resume) => {
+      await withContext(async () => {
+        await pool.query('CREATE TABLE created_here (id int)');
+        await pool.query('INSERT INTO created_here VALUES (1)');
+        // The checked read runs on the paused replica, which has no such table yet: its
+        // error comes from before this context's write, like a stale row would.
+        const read = pool.query<{ id: number; r: boolean }>(
+          'SELECT id, pg_is_in_recovery() AS r FROM created_here',
+        );
+        const client = await pool.connect();
+        const viaClient = client
+          .query<{ id: number }>('SELECT id FROM created_here')
+          .finally(() => client.release());
+        const outcomes = Promise.allSettled([read, viaClient]);
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await resume();
+        const [pooled, checkedOut] = await outcomes;
+        expect(pooled).toMatchObject({
+          status: 'fulfilled',
+          value: { rows: [{ id: 1, r: true }] },
+        });
+        expect(checkedOut).toMatchObject({ status: 'fulfilled', value: { rows: [{ id: 1 }] } });
+      });
+      expect(pool.stats()).toMatchObject({ checkedReadsBehind: 2, primaryReads: 0 });
+    });
+  });
+
+  it('an SQL error on a replica that has what the context needs is the answer: thrown, not waited on', async () => {
+    const pool = sydPool();
+    await withContext(async () => {
+      await pool.query('INSERT INTO notes (body) VALUES ($1)', ['then a bad read']);
+      const error = await pool.query('SELECT no_such_column FROM notes').then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({ code: '42703' });
     });
   });
 

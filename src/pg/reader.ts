@@ -2,14 +2,18 @@ import type pg from 'pg';
 import type { StatementInfo } from '../core/classify.js';
 import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
-import { fallbackReason, type ReplicaRoute, type Target } from '../core/route.js';
+import {
+  errorIsAnswer,
+  fallbackReason,
+  READ_ONLY_SQL_TRANSACTION,
+  type ReplicaRoute,
+  type Target,
+} from '../core/route.js';
 import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
-import { beginWithReplayLsn, readWithReplayLsn } from './checked-read.js';
+import { beginWithReplayLsn, type CheckedRead, readWithReplayLsn } from './checked-read.js';
 import { isConnectionFailure, writeWithCommitLsn } from './commit-lsn.js';
 import { checksInRoundTrip, type QueryConfig, type QueryOptions, send } from './statement.js';
 import type { Writer } from './writer.js';
-
-const READ_ONLY_SQL_TRANSACTION = '25006';
 
 export interface ReaderOptions {
   config: RegionalConfig;
@@ -147,7 +151,8 @@ export class Reader {
   /**
    * Runs one read on `client` (a replica connection) with the replica's position in the same
    * round trip: its result if the replica had `needed`, else `null` (wait with the route's
-   * `afterCheck`, then read again).
+   * `afterCheck`, then read again). Its SQL error is thrown where it is the answer
+   * (see {@link errorIsAnswer}).
    */
   async readCheckedOn(
     client: pg.PoolClient,
@@ -156,9 +161,11 @@ export class Reader {
   ): Promise<pg.QueryResult | null> {
     const route = this.options.route as ReplicaRoute;
     const generation = route.generation;
-    const { result, replayed } = await readWithReplayLsn(client, config);
+    const checked = await readWithReplayLsn(client, config);
     this.options.telemetry.checked();
-    return route.checked(replayed, needed, generation) ? result : null;
+    const caughtUp = route.checked(checked.replayed, needed, generation);
+    if (checked.error && errorIsAnswer(checked.error, caughtUp)) throw checked.error;
+    return caughtUp ? (checked.result as pg.QueryResult) : null;
   }
 
   /**
@@ -222,7 +229,7 @@ export class Reader {
     const client = await this.checkoutReplica();
     if (!client) return this.onPrimary<R>(config, info, 'replica_down');
     const generation = route.generation;
-    let checked: Awaited<ReturnType<typeof readWithReplayLsn>>;
+    let checked: CheckedRead;
     try {
       checked = await readWithReplayLsn(client, config);
     } catch (error) {
@@ -231,11 +238,15 @@ export class Reader {
     }
     client.release();
     this.options.telemetry.checked();
-    if (route.checked(checked.replayed, needed, generation)) {
+    const caughtUp = route.checked(checked.replayed, needed, generation);
+    if (checked.error && errorIsAnswer(checked.error, caughtUp))
+      return this.replicaFailed<R>(checked.error, config, info, options);
+    if (caughtUp) {
       this.served('replica');
       return checked.result as pg.QueryResult<R>;
     }
-    // The replica was behind when the read ran: its answer may be stale. Wait, then read again.
+    // The replica was behind when the read ran: its answer (or its error) may be stale. Wait,
+    // then read again.
     const target = await route.afterCheck(needed, currentContext());
     return target === 'replica'
       ? this.onReplica<R>(config, info, options)

@@ -4,7 +4,14 @@ import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
 import { parseLsn } from '../core/lsn.js';
-import { fallbackReason, type KeySource, type ReplicaRoute, type Target } from '../core/route.js';
+import {
+  errorIsAnswer,
+  fallbackReason,
+  type KeySource,
+  READ_ONLY_SQL_TRANSACTION,
+  type ReplicaRoute,
+  type Target,
+} from '../core/route.js';
 import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import {
   type Handler,
@@ -19,7 +26,6 @@ type Sql = postgres.Sql<Record<string, unknown>>;
 
 const FLUSH_LSN = 'select pg_current_wal_flush_lsn()::text as lsn';
 const REPLAY_LSN = 'select pg_last_wal_replay_lsn()::text as lsn';
-const READ_ONLY_SQL_TRANSACTION = '25006';
 
 export interface DispatcherOptions {
   config: RegionalConfig;
@@ -292,13 +298,19 @@ export class Dispatcher {
     } finally {
       reserved.release();
     }
-    if (!outcome.ok) return this.replicaFailed(query, outcome.error, context);
+    // A broken connection, or no position (the probe failed too): the replica failed.
+    if (!outcome.ok && (position === undefined || isConnectionFailure(outcome.error)))
+      return this.replicaFailed(query, outcome.error, context);
     this.options.telemetry.checked();
-    if (route.checked(position ?? null, needed, generation)) {
+    const caughtUp = route.checked(position ?? null, needed, generation);
+    if (!outcome.ok && errorIsAnswer(outcome.error, caughtUp))
+      return this.replicaFailed(query, outcome.error, context);
+    if (caughtUp) {
       this.served('replica');
       return deliver(query, outcome);
     }
-    // The replica was behind when the read ran: its answer may be stale. Wait, then read again.
+    // The replica was behind when the read ran: its answer (or its error) may be stale. Wait,
+    // then read again.
     const target = await route.afterCheck(needed, context);
     return target === 'replica'
       ? this.onReplica(query, context)

@@ -207,6 +207,28 @@ describe('regional/postgres (postgres.js) in a replica region', () => {
     }
   });
 
+  it('a table this context just created, on a replica that has not replayed it: the read waits and reads it', async () => {
+    const db = sydDb();
+    await cluster.pauseReplay('syd');
+    try {
+      await withContext(async () => {
+        await db.sql`create table created_here (id int)`;
+        await db.sql`insert into created_here values (1)`;
+        // Checked on the paused replica, which has no such table yet: that error is stale too.
+        const read = db.sql`select id, pg_is_in_recovery() as r from created_here`.then(
+          (rows) => [...rows],
+          (error: unknown) => error,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await cluster.resumeReplay('syd');
+        expect(await read).toEqual([{ id: 1, r: true }]);
+      });
+      expect(db.stats()).toMatchObject({ checkedReadsBehind: 1, primaryReads: 0 });
+    } finally {
+      await cluster.resumeReplay('syd');
+    }
+  });
+
   it('a stopped replica: reads are served by the primary, without an error', async () => {
     const db = sydDb({ replicaRetryMs: 200 });
     await db.sql`select 1`;
