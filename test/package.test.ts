@@ -357,6 +357,37 @@ describe('the npm package', () => {
     );
   });
 
+  it('regional/prisma refuses an @prisma/adapter-pg that loads another copy of pg, naming the fix', async () => {
+    // The app's pg is its own install, while its @prisma/adapter-pg is linked from this checkout
+    // and loads the checkout's pg: two copies, as after a mismatched install.
+    const script = `
+      import { createRequire } from 'node:module';
+      import { realpathSync } from 'node:fs';
+      import { RegionalPool } from 'regional/pg';
+      import { PrismaRegional } from 'regional/prisma';
+      const app = createRequire(import.meta.url);
+      const regionalPg = createRequire(realpathSync('node_modules/regional/package.json')).resolve('pg');
+      const adapterPg = createRequire(realpathSync('node_modules/@prisma/adapter-pg/package.json')).resolve('pg');
+      const pool = new RegionalPool({ databaseUrl: 'postgres://nobody@127.0.0.1:1/none' });
+      let refused = null;
+      try { new PrismaRegional(pool); } catch (error) { refused = { code: error.code, message: error.message }; }
+      await pool.end();
+      console.log(JSON.stringify({ copies: regionalPg !== adapterPg, refused }));
+    `;
+    writeFileSync(path.join(app, 'prisma-copy.mjs'), script);
+    const { stdout } = await sh(process.execPath, ['prisma-copy.mjs'], {
+      cwd: app,
+      env: withoutRegions(process.env),
+    });
+    const { copies, refused } = JSON.parse(stdout) as {
+      copies: boolean;
+      refused: { code: string; message: string } | null;
+    };
+    expect(copies, 'the app holds two copies of pg').toBe(true);
+    expect(refused?.code).toBe('REGIONAL_PRISMA_PG_COPY');
+    expect(refused?.message).toContain('npm ls pg');
+  });
+
   it('runs the regional command from the installed package', async () => {
     const bin = path.join(app, 'node_modules/.bin/regional');
     const help = await sh(bin, ['--help'], { cwd: app });
