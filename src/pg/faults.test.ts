@@ -5,12 +5,12 @@
  * back to the primary being remembered, are in the behaviour suite every driver runs:
  * test/support/driver-suite.ts.)
  */
-import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { withContext } from '../core/context.js';
 import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
 import { LocalCluster } from '../testing/cluster.js';
+import { LatencyProxy } from '../testing/link/latency-proxy.js';
 import { RegionalPool, type RegionalPoolOptions } from './pool.js';
 
 let cluster: LocalCluster;
@@ -70,34 +70,17 @@ function sydPool(options: Partial<RegionalPoolOptions> = {}): RegionalPool {
  * its URL went away and came back as another process.
  */
 async function switchableReplica(region: string) {
-  const target = { port: Number(new URL(cluster.serverUrl(region)).port) };
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target.port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', close).on('close', close);
-    upstream.on('error', close).on('close', close);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closers.push(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
   const url = new URL(cluster.serverUrl(region));
-  url.port = String((server.address() as net.AddressInfo).port);
+  const proxy = new LatencyProxy({
+    name: `test->${region} replica`,
+    targetPort: Number(url.port),
+    oneWayMs: 0,
+  });
+  url.port = String(await proxy.listen());
+  closers.push(() => proxy.close());
   return {
     url: url.toString(),
-    switchTo(to: string) {
-      target.port = Number(new URL(cluster.serverUrl(to)).port);
-      for (const socket of sockets) socket.destroy();
-    },
+    switchTo: (to: string) => proxy.retarget(Number(new URL(cluster.serverUrl(to)).port)),
   };
 }
 

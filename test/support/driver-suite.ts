@@ -150,6 +150,7 @@ const ROW = {
   killed: 1010,
   remembered: 1011,
   rolledBack: 1012,
+  cameBack: 1013,
 } as const;
 /** How long a test lets a read wait on a paused replica before resuming replay. */
 const PAUSE_MS = 150;
@@ -270,7 +271,8 @@ export function driverBehaviourSuite(setup: DriverSetup): void {
     beforeAll(async () => {
       cluster = await LocalCluster.start({
         temporary: true,
-        regions: ['iad', 'syd'],
+        // cdg: a replica that a test pauses, to stand in for syd's come back behind.
+        regions: ['iad', 'syd', 'cdg'],
         rttMs: { syd: RTT_MS },
       });
       await cluster.query('iad', DRIVER_SUITE_SCHEMA);
@@ -283,6 +285,7 @@ export function driverBehaviourSuite(setup: DriverSetup): void {
       // Whatever a test did, the replica is back up and replaying for the next one…
       await cluster.server('syd').start();
       await cluster.resumeReplay('syd').catch(() => {});
+      await cluster.resumeReplay('cdg').catch(() => {});
       // …and what it opened is closed, or the test fails saying what would not close.
       const stuck: string[] = [];
       for (const close of closers.splice(0).reverse()) {
@@ -571,6 +574,30 @@ export function driverBehaviourSuite(setup: DriverSetup): void {
               expect(await handle.read(ROW.remembered)).toBeGreaterThanOrEqual(first as number);
           });
         });
+      });
+
+      it('a replica that comes back as a process that is behind is not read until it has caught up', async () => {
+        const { url, proxy } = await replicaProxy();
+        const handle = await open('syd', { replicaUrl: url, replicaRetryMs: 100, maxWaitMs: 300 });
+        await cluster.pauseReplay('cdg');
+        await withContext(async () => {
+          const written = await handle.bump(ROW.cameBack);
+          expect(await handle.read(ROW.cameBack)).toBe(written);
+          // The replica's address now leads to another process that is behind (cdg, paused
+          // before the write), as after a restore from an older backup.
+          proxy.retarget(Number(new URL(cluster.serverUrl('cdg')).port));
+          await sleep(500); // past the retry window: only what was remembered could send reads there
+          for (let i = 0; i < 20; i++) expect(await handle.read(ROW.cameBack)).toBe(written);
+        });
+        // Once the new process has replayed what the primary had, reads use it again.
+        await cluster.resumeReplay('cdg');
+        const deadline = Date.now() + 10_000;
+        let onReplica = false;
+        while (!onReplica && Date.now() < deadline) {
+          onReplica = await handle.inRecovery();
+          if (!onReplica) await sleep(50);
+        }
+        expect(onReplica).toBe(true);
       });
     });
   });

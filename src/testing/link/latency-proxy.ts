@@ -243,11 +243,11 @@ class ProxiedConnection {
 export class LatencyProxy {
   readonly name: string;
   readonly targetHost: string;
-  readonly targetPort: number;
   oneWayMs: number;
   /** True while a `hang` cut holds all traffic. */
   held = false;
   private refusing = false;
+  #targetPort: number;
   private listenPort: number;
   private server: net.Server | null = null;
   readonly connections = new Set<ProxiedConnection>();
@@ -266,9 +266,24 @@ export class LatencyProxy {
     }
     this.name = options.name;
     this.targetHost = options.targetHost ?? '127.0.0.1';
-    this.targetPort = options.targetPort;
+    this.#targetPort = options.targetPort;
     this.oneWayMs = options.oneWayMs;
     this.listenPort = options.port ?? 0;
+  }
+
+  /** Where connections go (see {@link retarget}). */
+  get targetPort(): number {
+    return this.#targetPort;
+  }
+
+  /**
+   * Sends connections from now on to `port` (another server on the target host) and resets
+   * the open ones: to a client, the server at this address went away and came back as another
+   * process (say, a replica restored from an older backup).
+   */
+  retarget(port: number): void {
+    this.#targetPort = port;
+    this.resetConnections();
   }
 
   /** The port clients connect to. */
