@@ -19,7 +19,9 @@
  * - trackerQueriesPerPoll: queries reaching the replica per poll with 10,000 waiters.
  * - otelCpuOverheadPct: pg reads' client CPU with an OpenTelemetry SDK registered (spans for
  *   every query, exported nowhere) against none, paired; otelSampledCpuOverheadPct the same
- *   with 10 % of traces sampled, otelMetricsOnlyCpuOverheadPct with metrics only; otelNoSdkOverheadPct: the routing's extra µs per query with
+ *   with 10 % of traces sampled, otelWithoutStatementSpansCpuOverheadPct with a sampler that
+ *   records no `regional.query` spans, otelMetricsOnlyCpuOverheadPct with metrics only;
+ *   otelNoSdkOverheadPct: the routing's extra µs per query with
  *   `@opentelemetry/api` installed but no SDK (child processes with it hidden and not), as a
  *   share of a read's CPU.
  */
@@ -59,6 +61,7 @@ async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>
   const sdks = {
     sdk: noopSdk(),
     sampled: noopSdk({ sampleRatio: 0.1 }),
+    withoutStatementSpans: noopSdk({ statementSpans: false }),
     metricsOnly: noopSdk({ traces: false }),
   };
   // Each read in a consistency context of its own, as behind the HTTP middleware: Node's
@@ -68,15 +71,16 @@ async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>
   const {
     sdk: reads,
     sampled,
+    withoutStatementSpans,
     metricsOnly,
   } = await compare(
     read,
-    { sdk: read, sampled: read, metricsOnly: read },
+    { sdk: read, sampled: read, withoutStatementSpans: read, metricsOnly: read },
     {
       ...PAIRING,
       prepare: (name) => {
         for (const [which, sdk] of Object.entries(sdks)) if (which !== name) sdk.unregister();
-        if (name === 'sdk' || name === 'sampled' || name === 'metricsOnly') sdks[name].register();
+        if (name in sdks) sdks[name as keyof typeof sdks].register();
       },
     },
   );
@@ -98,12 +102,17 @@ async function measureOtel(pool: RegionalPool, settings: Record<string, unknown>
       noSdk: round(reads.raw.cpuMicrosPerRead, 1),
       sdk: round(reads.regional.cpuMicrosPerRead, 1),
       sdkSampled10Pct: round(sampled.regional.cpuMicrosPerRead, 1),
+      sdkWithoutStatementSpans: round(withoutStatementSpans.regional.cpuMicrosPerRead, 1),
       sdkMetricsOnly: round(metricsOnly.regional.cpuMicrosPerRead, 1),
     },
     /** The same with only a MeterProvider registered (metrics, no spans). */
     otelMetricsOnlyCpuOverheadPct: round((median(metricsOnly.cpuRatios) - 1) * 100),
     /** The same with the SDK sampling 10 % of traces (ParentBased(TraceIdRatioBased(0.1))). */
     otelSampledCpuOverheadPct: round((median(sampled.cpuRatios) - 1) * 100),
+    /** The same with a sampler that records every span but `regional.query` (as the docs show). */
+    otelWithoutStatementSpansCpuOverheadPct: round(
+      (median(withoutStatementSpans.cpuRatios) - 1) * 100,
+    ),
     otelCpuOverheadPct: round((median(reads.cpuRatios) - 1) * 100),
     otelCpuOverheadPctQuartiles: [
       round((percentile(reads.cpuRatios, 25) - 1) * 100),
@@ -530,6 +539,12 @@ export async function run(): Promise<void> {
         '',
       ],
       ['the same, overhead % (paired)', otel.otelSampledCpuOverheadPct, ''],
+      [
+        'client CPU µs/read, SDK recording no regional.query spans',
+        otel.cpuMicrosPerRead.sdkWithoutStatementSpans,
+        '',
+      ],
+      ['the same, overhead % (paired)', otel.otelWithoutStatementSpansCpuOverheadPct, ''],
       ['client CPU µs/read, metrics only (no tracer)', otel.cpuMicrosPerRead.sdkMetricsOnly, ''],
       ['the same, overhead % (paired)', otel.otelMetricsOnlyCpuOverheadPct, ''],
       ['routing µs/query without @opentelemetry/api', otel.routingMicros.withoutApi, ''],

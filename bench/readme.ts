@@ -69,7 +69,11 @@ interface CoreResults {
   trackerQueriesPerPoll?: number;
   otelCpuOverheadPct?: number;
   otelNoSdkOverheadPct?: number;
-  otel?: { otelSampledCpuOverheadPct?: number; otelMetricsOnlyCpuOverheadPct?: number };
+  otel?: {
+    otelSampledCpuOverheadPct?: number;
+    otelWithoutStatementSpansCpuOverheadPct?: number;
+    otelMetricsOnlyCpuOverheadPct?: number;
+  };
   goals?: Goals;
 }
 
@@ -390,8 +394,10 @@ between them: \`RegionalPool\` against \`pg.Pool\`, \`RegionalPostgres\` against
 - **Round trips per write**: counted on the link, for one single-statement write.
 - **Queries per poll**: queries reaching the replica per poll of the replay tracker with
   ${count(core?.trackerWaiters ?? 10000)} waiters.
-- **OpenTelemetry**: client CPU per read with an SDK registered (exporting nowhere) against none,
-  and without \`@opentelemetry/api\` installed against installed without an SDK.
+- **OpenTelemetry**: client CPU per read with an SDK registered (exporting nowhere) against none:
+  tracing every statement, sampling 10 % of traces, recording no \`regional.query\` spans (the
+  sampler in docs/observability.md), and metrics only; and without \`@opentelemetry/api\`
+  installed against installed without an SDK.
 
 Results: \`bench/results/core.json\`.
 `;
@@ -443,6 +449,12 @@ Results: \`bench/results/core.json\`.
     shared.push([
       'the same, sampling 10 % of traces',
       pct(core.otel.otelSampledCpuOverheadPct),
+      DASH,
+    ]);
+  if (core.otel?.otelWithoutStatementSpansCpuOverheadPct !== undefined)
+    shared.push([
+      'the same, recording no `regional.query` spans (a sampler)',
+      pct(core.otel.otelWithoutStatementSpansCpuOverheadPct),
       DASH,
     ]);
   if (core.otel?.otelMetricsOnlyCpuOverheadPct !== undefined)

@@ -13,28 +13,46 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
+  type Sampler,
+  SamplingDecision,
   TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
 
 /** Answers an export as done (`ExportResultCode.SUCCESS` is 0). */
 const done = (callback: (result: { code: number }) => void) => callback({ code: 0 });
 
+/** docs/observability.md's sampler: every span but Regional's per-statement `regional.query`. */
+const withoutStatementSpans: Sampler = {
+  shouldSample: (_context, _traceId, name) => ({
+    decision:
+      name === 'regional.query' ? SamplingDecision.NOT_RECORD : SamplingDecision.RECORD_AND_SAMPLED,
+  }),
+  toString: () => 'WithoutStatementSpans',
+};
+
 /**
  * A registered SDK (tracing with a batch processor, metrics read every 10 s), exporting nowhere;
  * with `sampleRatio`, tracing samples that share of traces (as production setups do); with
- * `traces: false`, metrics only (no tracer provider registered).
+ * `statementSpans: false`, it records no `regional.query` spans; with `traces: false`, metrics
+ * only (no tracer provider registered).
  */
 export function noopSdk({
   sampleRatio,
+  statementSpans = true,
   traces = true,
 }: {
   sampleRatio?: number;
+  statementSpans?: boolean;
   traces?: boolean;
 } = {}) {
+  const sampler =
+    sampleRatio !== undefined
+      ? new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(sampleRatio) })
+      : statementSpans
+        ? undefined
+        : withoutStatementSpans;
   const tracerProvider = new BasicTracerProvider({
-    ...(sampleRatio === undefined
-      ? {}
-      : { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(sampleRatio) }) }),
+    ...(sampler ? { sampler } : {}),
     spanProcessors: [
       new BatchSpanProcessor({
         export: (_spans, callback) => done(callback),

@@ -12,6 +12,8 @@ import {
   BasicTracerProvider,
   InMemorySpanExporter,
   type ReadableSpan,
+  type Sampler,
+  SamplingDecision,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { Hono } from 'hono';
@@ -333,6 +335,41 @@ describe('OpenTelemetry: traces and metrics (iad primary, syd replica, 50 ms eac
     }
     await withContext(() => pool.query('SELECT 1'));
     expect(querySpans()).toHaveLength(1);
+  });
+
+  it('a sampler that drops regional.query (as docs/observability.md shows) keeps the app’s spans and routes as before', async () => {
+    const withoutStatementSpans: Sampler = {
+      shouldSample: (_context, _traceId, name) => ({
+        decision:
+          name === TELEMETRY.spans.query
+            ? SamplingDecision.NOT_RECORD
+            : SamplingDecision.RECORD_AND_SAMPLED,
+      }),
+      toString: () => 'WithoutStatementSpans',
+    };
+    const sampled = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({
+      sampler: withoutStatementSpans,
+      spanProcessors: [new SimpleSpanProcessor(sampled)],
+    });
+    trace.disable();
+    trace.setGlobalTracerProvider(provider);
+    const before = pool.stats().replicaReads;
+    let names: string[];
+    try {
+      await trace.getTracer('app').startActiveSpan('GET /sampled', async (parent) => {
+        await withContext(() => pool.query('SELECT 1'));
+        parent.end();
+      });
+      await provider.forceFlush();
+      names = sampled.getFinishedSpans().map((s) => s.name);
+    } finally {
+      trace.disable();
+      trace.setGlobalTracerProvider(tracerProvider);
+      await provider.shutdown(); // (which empties the exporter)
+    }
+    expect(names).toEqual(['GET /sampled']);
+    expect(pool.stats().replicaReads).toBe(before + 1);
   });
 
   /** How many values the histogram `name` holds with outcome `outcome` (all regions). */
