@@ -289,6 +289,44 @@ export function fallbackReason(route: ReplicaRoute | null): RouteReason {
   return !route ? 'read' : route.usable() ? 'lag' : 'replica_down';
 }
 
+/**
+ * What every driver's reader does with a read it served: counts it (on the route where this
+ * region has a replica, else as a primary read without one) and reports it with its reason, by
+ * default `read` on the replica, or why the route fell back ({@link fallbackReason}).
+ *
+ * @example
+ * class Reader extends ReadCounter {
+ *   constructor(options: ReaderOptions) { super(options.route, options.telemetry); }
+ * }
+ * reader.served('replica');
+ */
+export class ReadCounter {
+  /** Reads answered by the primary in a region without a replica (no route to count them). */
+  primaryReadsWithoutRoute = 0;
+  readonly #route: ReplicaRoute | null;
+  readonly #telemetry: SourceTelemetry;
+
+  constructor(route: ReplicaRoute | null, telemetry: SourceTelemetry) {
+    this.#route = route;
+    this.#telemetry = telemetry;
+  }
+
+  /** Counts a read answered by `target`, for `reason` (by default as the class says). */
+  served(target: Target, reason?: RouteReason): void {
+    if (this.#route) this.#route.served(target);
+    else if (target === 'primary') this.primaryReadsWithoutRoute++;
+    this.#telemetry.routed(
+      target,
+      reason ?? (target === 'replica' ? 'read' : fallbackReason(this.#route)),
+    );
+  }
+
+  /** Why a read in this region goes to the primary when nobody chose it. */
+  fallbackReason(): RouteReason {
+    return fallbackReason(this.#route);
+  }
+}
+
 /** A source's own counters, beside its route's. */
 export interface SourceCounts {
   /** Reads answered by the primary in a region without a replica (no route to count them). */

@@ -4,10 +4,9 @@ import type { RegionalConfig } from '../core/config.js';
 import { type ConsistencyContext, currentContext } from '../core/context.js';
 import {
   errorIsAnswer,
-  fallbackReason,
   READ_ONLY_SQL_TRANSACTION,
+  ReadCounter,
   type ReplicaRoute,
-  type Target,
 } from '../core/route.js';
 import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import { beginWithReplayLsn, type CheckedRead, readWithReplayLsn } from './checked-read.js';
@@ -37,21 +36,16 @@ export interface ReaderOptions {
  * @example
  * const result = await reader.read(config, info); // replica, checked, waited, or primary
  */
-export class Reader {
+export class Reader extends ReadCounter {
   /** Reads the replica refused as writes (SQLSTATE 25006), retried on the primary. */
   readOnlyRetries = 0;
-  /** Reads served by the primary where there is no route (no replica in this region). */
-  private unroutedPrimaryReads = 0;
 
-  constructor(private readonly options: ReaderOptions) {}
+  constructor(private readonly options: ReaderOptions) {
+    super(options.route, options.telemetry);
+  }
 
   get route(): ReplicaRoute | null {
     return this.options.route;
-  }
-
-  /** Reads answered by the primary in a region without a replica. */
-  get primaryReadsWithoutRoute(): number {
-    return this.unroutedPrimaryReads;
   }
 
   /**
@@ -116,25 +110,6 @@ export class Reader {
       !context.detached &&
       (this.options.route !== null || context.recordsReads)
     );
-  }
-
-  /**
-   * Counts a read answered by `target`, for `reason` (by default: `read`, or on the primary of
-   * a region with a replica, why the replica was not used).
-   */
-  served(target: Target, reason?: RouteReason): void {
-    const route = this.options.route;
-    if (route) route.served(target);
-    else if (target === 'primary') this.unroutedPrimaryReads++;
-    this.options.telemetry.routed(
-      target,
-      reason ?? (target === 'replica' ? 'read' : this.fallbackReason()),
-    );
-  }
-
-  /** Why a read in this region goes to the primary when nobody chose it (see {@link fallbackReason}). */
-  fallbackReason(): RouteReason {
-    return fallbackReason(this.options.route);
   }
 
   /** A replica connection, or `null` (and the replica marked down) if it cannot be had. */

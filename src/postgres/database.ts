@@ -173,7 +173,7 @@ export class RegionalPostgres implements ReplicatedSource {
   stats(): RegionalPostgresStats {
     const dispatcher = this.#dispatcher;
     return sourceStats(this.#route, {
-      primaryReadsWithoutRoute: dispatcher.unroutedPrimaryReads,
+      primaryReadsWithoutRoute: dispatcher.primaryReadsWithoutRoute,
       writes: dispatcher.writes,
       readOnlyRetries: dispatcher.readOnlyRetries,
     });

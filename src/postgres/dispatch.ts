@@ -6,11 +6,10 @@ import { PrimaryUnavailableError, RegionalError } from '../core/errors.js';
 import { parseLsn } from '../core/lsn.js';
 import {
   errorIsAnswer,
-  fallbackReason,
   type KeySource,
   READ_ONLY_SQL_TRANSACTION,
+  ReadCounter,
   type ReplicaRoute,
-  type Target,
 } from '../core/route.js';
 import type { RouteReason, SourceTelemetry } from '../core/telemetry.js';
 import {
@@ -74,17 +73,16 @@ function deliver(query: QueryInternals, outcome: Outcome): void {
  * `pg_last_wal_replay_lsn()` on a reserved replica connection; a read the replica cannot serve
  * goes to the primary, which records its position where later replica reads must see no less.
  */
-export class Dispatcher {
+export class Dispatcher extends ReadCounter {
   /** Writes sent to the primary (statements and committed transactions). */
   writes = 0;
   /** Reads the replica refused as writes (SQLSTATE 25006), retried on the primary. */
   readOnlyRetries = 0;
-  /** Reads served by the primary where there is no route (no replica in this region). */
-  unroutedPrimaryReads = 0;
   private readonly primaryHandler: Handler;
   private readonly replicaHandler: Handler | null;
 
   constructor(private readonly options: DispatcherOptions) {
+    super(options.route, options.telemetry);
     this.primaryHandler = handlerOf(options.primary);
     this.replicaHandler = options.replica ? handlerOf(options.replica) : null;
   }
@@ -146,22 +144,6 @@ export class Dispatcher {
       !context.detached &&
       (this.options.route !== null || context.recordsReads)
     );
-  }
-
-  /** Counts a read answered by `target`, for `reason` (see the node-postgres driver's reader). */
-  served(target: Target, reason?: RouteReason): void {
-    const route = this.options.route;
-    if (route) route.served(target);
-    else if (target === 'primary') this.unroutedPrimaryReads++;
-    this.options.telemetry.routed(
-      target,
-      reason ?? (target === 'replica' ? 'read' : this.fallbackReason()),
-    );
-  }
-
-  /** Why a read goes to the primary when nobody chose it (see {@link fallbackReason}). */
-  fallbackReason(): RouteReason {
-    return fallbackReason(this.options.route);
   }
 
   /** Counts a write (a statement, or a committed transaction) sent to the primary. */
