@@ -7,6 +7,7 @@ import { withContext } from '../core/context.js';
 import { RegionalPostgres } from '../postgres/index.js';
 import { LocalCluster } from '../testing/cluster.js';
 import { drizzlePostgres } from './index.js';
+import { bumpCounter, readCounter } from './test-support/driver-handle.js';
 
 const counters = pgTable('counters', { id: integer('id').primaryKey(), value: integer('value') });
 const posts = pgTable('posts', {
@@ -76,17 +77,8 @@ describe('Drizzle on postgres.js, routed', () => {
     const db = drizzlePostgres(database);
     const stale = await countStaleReads(
       300,
-      async (id) =>
-        (
-          await db
-            .update(counters)
-            .set({ value: sql`${counters.value} + 1` })
-            .where(eq(counters.id, id))
-            .returning({ value: counters.value })
-        )[0]?.value as number,
-      async (id) =>
-        (await db.select({ value: counters.value }).from(counters).where(eq(counters.id, id)))[0]
-          ?.value ?? undefined,
+      (id) => bumpCounter(db, id),
+      (id) => readCounter(db, id),
     );
     expect(stale).toBe(0);
   });

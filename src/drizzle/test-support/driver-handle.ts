@@ -24,6 +24,27 @@ const served = { value: counters.value, inRecovery };
 // biome-ignore lint/suspicious/noExplicitAny: any Drizzle Postgres database, whatever its driver's result type
 type Database = PgDatabase<PgQueryResultHKT, any>;
 
+/** `UPDATE counters SET value = value + 1 WHERE id = $1 RETURNING value`: the value written. */
+export async function bumpCounter(db: Database, id: number): Promise<number> {
+  const [row] = await db
+    .update(counters)
+    .set({ value: sql`${counters.value} + 1` })
+    .where(eq(counters.id, id))
+    .returning({ value: counters.value });
+  return row?.value as number;
+}
+
+/** `SELECT value, pg_is_in_recovery() FROM counters WHERE id = $1`. */
+async function servedRow(db: Database, id: number) {
+  const [row] = await db.select(served).from(counters).where(eq(counters.id, id));
+  return { value: row?.value, inRecovery: row?.inRecovery as boolean };
+}
+
+/** `SELECT value FROM counters WHERE id = $1` (with `pg_is_in_recovery()`, unused here). */
+export async function readCounter(db: Database, id: number): Promise<number | undefined> {
+  return (await servedRow(db, id)).value;
+}
+
 /**
  * The suite's handle over `db` (Regional's), reading `naive` (Drizzle's own `withReplicas`) for
  * the runs without waiting.
@@ -34,16 +55,8 @@ export function drizzleHandle(
   own: Pick<DriverHandle, 'stats' | 'end'>,
 ): DriverHandle {
   return {
-    bump: async (id) =>
-      (
-        await db
-          .update(counters)
-          .set({ value: sql`${counters.value} + 1` })
-          .where(eq(counters.id, id))
-          .returning({ value: counters.value })
-      )[0]?.value as number,
-    read: async (id) =>
-      (await db.select(served).from(counters).where(eq(counters.id, id)))[0]?.value,
+    bump: (id) => bumpCounter(db, id),
+    read: (id) => readCounter(db, id),
     inRecovery: async () =>
       (await db.select({ inRecovery }).from(counters).limit(1))[0]?.inRecovery as boolean,
     writeInRecovery: async (body) =>
@@ -63,38 +76,20 @@ export function drizzleHandle(
       return { value: Number(row?.value), inRecovery: row?.inRecovery as boolean };
     },
     readWriteTransaction: (id) =>
-      db.transaction(async (tx) => {
-        const [written] = await tx
-          .update(counters)
-          .set({ value: sql`${counters.value} + 1` })
-          .where(eq(counters.id, id))
-          .returning({ value: counters.value });
-        const [seen] = await tx.select(served).from(counters).where(eq(counters.id, id));
-        return {
-          written: written?.value as number,
-          seen: { value: seen?.value, inRecovery: seen?.inRecovery as boolean },
-        };
-      }),
+      db.transaction(async (tx) => ({
+        written: await bumpCounter(tx, id),
+        seen: await servedRow(tx, id),
+      })),
     readOnlyTransaction: (id) =>
-      db.transaction(
-        async (tx) => {
-          const [seen] = await tx.select(served).from(counters).where(eq(counters.id, id));
-          return { value: seen?.value, inRecovery: seen?.inRecovery as boolean };
-        },
-        { accessMode: 'read only' },
-      ),
+      db.transaction((tx) => servedRow(tx, id), { accessMode: 'read only' }),
     failingTransaction: (id, failure) =>
       db.transaction(async (tx) => {
-        await tx
-          .update(counters)
-          .set({ value: sql`${counters.value} + 1` })
-          .where(eq(counters.id, id));
+        await bumpCounter(tx, id);
         if (failure === 'throw') throw new Error('changed my mind');
         await tx.insert(counters).values({ id, value: 0 });
       }),
     stats: own.stats,
-    naiveRead: async (id) =>
-      (await naive.select(served).from(counters).where(eq(counters.id, id)))[0]?.value,
+    naiveRead: (id) => readCounter(naive, id),
     end: own.end,
   };
 }
